@@ -1,0 +1,221 @@
+"""Streaming per-input-channel statistics of a linear layer's calibration inputs.
+
+Why streaming: a LLaMA-7B block sees 128 × 2048 tokens; keeping them per linear layer would cost
+O(tokens × channels). Here memory is O(channels × bins) (plus channels² only when a Hessian is asked
+for), whatever the number of tokens.
+
+Entropy needs each channel's own [min, max] before it can bin, so it takes **two passes** over the same
+inputs: pass 1 accumulates sums of squares, min/max (and the Hessian); ``finalize()`` freezes the
+ranges; pass 2 fills a ``channels × bins`` histogram; a second ``finalize()`` turns it into entropy.
+The sequential pruning loop keeps the block's inputs anyway, so replaying them is cheap and exact,
+whereas a one-pass adaptive histogram would only approximate the paper's binning.
+
+Conventions (DESIGN.md §3, the papers' reference code):
+- a 2-D ``x`` (tokens, c) is one calibration sample; a 3-D ``x`` (batch, tokens, c) is ``batch`` samples;
+- ``norm_j = sqrt(sum_tokens x_j² / nsamples)`` (Wanda's ``scaler_row``);
+- ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
+- ``entropy_j = -Σ_k p_k ln p_k`` over ``bins`` equal bins of ``[min_j, max_j]``, natural log; a value
+  equal to ``max_j`` falls in the last bin; a zero-range channel has entropy 0.
+Sums are accumulated in float64 so results do not depend on how the tokens were split into calls.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["ChannelStats"]
+
+# elements binned at once in pass 2: bounds the temporary index tensors (~128 MiB of int64)
+_CHUNK_ELEMENTS = 1 << 24
+
+_COLLECT, _HISTOGRAM, _DONE = 0, 1, 2
+
+
+class ChannelStats:
+    """Per-input-channel norm, range, entropy and (optionally) Hessian, accumulated over calls.
+
+    Protocol: ``update(x)`` for every sample, ``finalize()``; if ``needs_second_pass``, ``update(x)``
+    again for the same samples and ``finalize()`` once more. ``norm``/``hessian``/``min``/``max`` are
+    readable after the first ``finalize()``, ``entropy`` after the last one.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        bins: int = 100,
+        entropy: bool = True,
+        hessian: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
+            raise ValueError(f"in_features must be a positive int, got {in_features!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins must be a positive int, got {bins!r}")
+        self.in_features = in_features
+        self.bins = bins
+        self.track_entropy = bool(entropy)
+        self.track_hessian = bool(hessian)
+        self.device = torch.device(device) if device is not None else None
+        self.nsamples = 0
+        self.ntokens = 0
+        self._phase = _COLLECT
+        self._pass2_tokens = 0
+        self._sumsq: torch.Tensor | None = None
+        self._min: torch.Tensor | None = None
+        self._max: torch.Tensor | None = None
+        self._hess: torch.Tensor | None = None
+        self._hist: torch.Tensor | None = None
+        self._entropy: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ accumulation
+    def update(self, x: torch.Tensor) -> None:
+        """Add one sample (2-D ``tokens × c``) or a batch of samples (3-D ``batch × tokens × c``)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"update() expects a torch.Tensor, got {type(x).__name__}")
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                f"update() expects a 2-D (tokens, {self.in_features}) or 3-D (batch, tokens, "
+                f"{self.in_features}) tensor, got shape {tuple(x.shape)}"
+            )
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"update() got inputs of width {x.shape[-1]} (shape {tuple(x.shape)}), "
+                f"expected in_features={self.in_features}"
+            )
+        if self._phase == _DONE:
+            raise RuntimeError("ChannelStats is finalized; update() after the last finalize() is a bug")
+        if self.device is None:
+            self.device = x.device
+        nsamples = 1 if x.dim() == 2 else x.shape[0]
+        flat = x.detach().reshape(-1, self.in_features).to(self.device)
+        if flat.numel() and not bool(torch.isfinite(flat).all()):
+            bad = (~torch.isfinite(flat)).any(dim=0).nonzero().flatten()[:5].tolist()
+            raise ValueError(f"calibration inputs contain NaN/Inf (first channels affected: {bad})")
+        if self._phase == _COLLECT:
+            self._collect(flat, nsamples)
+        else:
+            self._histogram(flat)
+
+    def _collect(self, flat: torch.Tensor, nsamples: int) -> None:
+        c, dev = self.in_features, self.device
+        if self._sumsq is None:
+            self._sumsq = torch.zeros(c, dtype=torch.float64, device=dev)
+            self._min = torch.full((c,), float("inf"), dtype=torch.float64, device=dev)
+            self._max = torch.full((c,), float("-inf"), dtype=torch.float64, device=dev)
+            if self.track_hessian:
+                self._hess = torch.zeros(c, c, dtype=torch.float64, device=dev)
+        self.nsamples += nsamples
+        self.ntokens += flat.shape[0]
+        if flat.shape[0] == 0:
+            return
+        x64 = flat.to(torch.float64)
+        self._sumsq += (x64 * x64).sum(dim=0)
+        torch.minimum(self._min, x64.amin(dim=0), out=self._min)
+        torch.maximum(self._max, x64.amax(dim=0), out=self._max)
+        if self._hess is not None:
+            # fp32 product (as SparseGPT, fast on any device), fp64 running sum (order-independent)
+            x32 = flat.to(torch.float32)
+            self._hess += (x32.T @ x32).to(torch.float64)
+
+    def _histogram(self, flat: torch.Tensor) -> None:
+        c, bins = self.in_features, self.bins
+        self._pass2_tokens += flat.shape[0]
+        lo, width = self._min, self._max - self._min
+        # zero-range channels: every value goes to bin 0 (scale 0), giving entropy 0
+        scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), 0.0)
+        offsets = torch.arange(c, device=self.device, dtype=torch.int64) * bins
+        rows = max(1, _CHUNK_ELEMENTS // c)
+        for start in range(0, flat.shape[0], rows):
+            chunk = flat[start : start + rows].to(torch.float64)
+            # floor((x - min) / width * bins); clamping puts x == max (and replay jitter) in range
+            idx = ((chunk - lo) * scale).floor_().clamp_(0, bins - 1).to(torch.int64)
+            self._hist += torch.bincount((idx + offsets).flatten(), minlength=c * bins).view(c, bins)
+
+    def finalize(self) -> None:
+        """End the current pass: freeze ranges after pass 1, compute entropy after pass 2."""
+        if self._phase == _DONE:
+            return
+        if self._phase == _COLLECT:
+            if self.nsamples == 0 or self.ntokens == 0:
+                raise ValueError("ChannelStats.finalize() called before any tokens were seen")
+            if self.track_entropy:
+                self._hist = torch.zeros(self.in_features, self.bins, dtype=torch.int64, device=self.device)
+                self._phase = _HISTOGRAM
+            else:
+                self._phase = _DONE
+            return
+        if self._pass2_tokens != self.ntokens:
+            raise ValueError(
+                f"second pass saw {self._pass2_tokens} tokens but the first saw {self.ntokens}; "
+                "both passes must replay the same calibration inputs"
+            )
+        p = self._hist.to(torch.float64) / self.ntokens
+        plogp = torch.where(p > 0, p * torch.log(torch.where(p > 0, p, 1.0)), 0.0)
+        self._entropy = -plogp.sum(dim=1)
+        self._phase = _DONE
+
+    # ------------------------------------------------------------------ results
+    @property
+    def needs_second_pass(self) -> bool:
+        """True while the entropy histogram still has to be filled by a replay of the inputs."""
+        return self.track_entropy and self._phase != _DONE
+
+    @property
+    def finalized(self) -> bool:
+        return self._phase == _DONE
+
+    def _require_pass1(self, what: str) -> None:
+        if self._phase == _COLLECT:
+            raise RuntimeError(f"ChannelStats.{what} is not available before finalize()")
+
+    @property
+    def norm(self) -> torch.Tensor:
+        """(c,) float32: sqrt(Σ_tokens x² / nsamples), Wanda's ‖X_j‖₂."""
+        self._require_pass1("norm")
+        return (self._sumsq / self.nsamples).sqrt().to(torch.float32)
+
+    @property
+    def min(self) -> torch.Tensor:
+        self._require_pass1("min")
+        return self._min.to(torch.float32)
+
+    @property
+    def max(self) -> torch.Tensor:
+        self._require_pass1("max")
+        return self._max.to(torch.float32)
+
+    @property
+    def hessian(self) -> torch.Tensor:
+        """(c, c) float32: 2/nsamples · Σ x xᵀ (SparseGPT's H)."""
+        if not self.track_hessian:
+            raise RuntimeError("ChannelStats was built with hessian=False; no Hessian was accumulated")
+        self._require_pass1("hessian")
+        return (self._hess * (2.0 / self.nsamples)).to(torch.float32)
+
+    @property
+    def histogram(self) -> torch.Tensor:
+        """(c, bins) int64 counts of pass 2 (for figures and checks)."""
+        if not self.track_entropy:
+            raise RuntimeError("ChannelStats was built with entropy=False; no histogram was collected")
+        if self._phase != _DONE:
+            raise RuntimeError("ChannelStats.histogram is not available before the second finalize()")
+        return self._hist.clone()
+
+    @property
+    def entropy(self) -> torch.Tensor:
+        """(c,) float32: -Σ p ln p over `bins` equal bins of each channel's [min, max]."""
+        if not self.track_entropy:
+            raise RuntimeError("ChannelStats was built with entropy=False; no entropy was collected")
+        if self._phase != _DONE:
+            raise RuntimeError(
+                "ChannelStats.entropy is not available yet: call finalize(), replay the inputs "
+                "through update() (needs_second_pass), then finalize() again"
+            )
+        return self._entropy.to(torch.float32)
+
+    def __repr__(self) -> str:
+        phase = {_COLLECT: "collecting", _HISTOGRAM: "histogram pass", _DONE: "done"}[self._phase]
+        return (
+            f"ChannelStats(in_features={self.in_features}, bins={self.bins}, entropy={self.track_entropy}, "
+            f"hessian={self.track_hessian}, nsamples={self.nsamples}, ntokens={self.ntokens}, {phase})"
+        )
