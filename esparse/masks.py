@@ -21,6 +21,7 @@ __all__ = [
     "MaskReport",
     "nm_mask",
     "unstructured_mask",
+    "prune_lowest_mask",
     "make_mask",
     "check_weights",
     "count_to_prune",
@@ -153,22 +154,29 @@ def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
     return keep.reshape(rows, cols)
 
 
-def unstructured_mask(score: torch.Tensor, sparsity: float, scope: str = "row") -> torch.Tensor:
-    """Keep-mask pruning floor(sparsity·c) per row (Wanda) or floor(sparsity·numel) per layer (RIA)."""
-    _check_score(score)
-    Pattern("unstructured", sparsity=float(sparsity), scope=scope).validate()
+def prune_lowest_mask(score: torch.Tensor, k: int, scope: str = "row") -> torch.Tensor:
+    """Keep-mask pruning exactly the k lowest scores of each row (scope="row") or of the whole matrix
+    (scope="layer"); shared by ``unstructured_mask`` and SparseGPT's per-block selection."""
     if scope == "row":
-        k = count_to_prune(sparsity, score.shape[1])
         order = torch.sort(score, dim=1, stable=True).indices
         keep = torch.ones_like(score, dtype=torch.bool)
         keep.scatter_(1, order[:, :k], False)
         return keep
+    if scope != "layer":
+        raise ValueError(f"unknown pattern scope {scope!r}; expected one of {SCOPES}")
     flat = score.reshape(-1)
-    k = count_to_prune(sparsity, flat.numel())
     order = torch.sort(flat, stable=True).indices
     keep = torch.ones_like(flat, dtype=torch.bool)
     keep[order[:k]] = False
     return keep.reshape(score.shape)
+
+
+def unstructured_mask(score: torch.Tensor, sparsity: float, scope: str = "row") -> torch.Tensor:
+    """Keep-mask pruning floor(sparsity·c) per row (Wanda) or floor(sparsity·numel) per layer (RIA)."""
+    _check_score(score)
+    Pattern("unstructured", sparsity=float(sparsity), scope=scope).validate()
+    total = score.shape[1] if scope == "row" else score.numel()
+    return prune_lowest_mask(score, count_to_prune(sparsity, total), scope)
 
 
 def make_mask(score: torch.Tensor, pattern: Pattern | str | Mapping) -> torch.Tensor:
