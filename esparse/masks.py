@@ -10,7 +10,7 @@ A stable ascending sort gives exactly that, so results never depend on the sort 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -275,3 +275,30 @@ def check_weights(
         zero = weight.detach() == 0
         layers.append(LayerReport(name, int(zero.sum()), zero.numel(), _violations(zero, p, name)))
     return MaskReport(p, layers)
+
+
+def check(
+    model: torch.nn.Module,
+    pattern: Pattern | str | Mapping,
+    adapter=None,
+    permutations: Mapping[str, Sequence[int] | torch.Tensor] | None = None,
+) -> MaskReport:
+    """Verify the pattern on every prunable linear of ``model`` (the adapter says which).
+
+    ``permutations`` maps a linear's full module name to the input-channel permutation it was pruned
+    under; such a layer is checked in permuted order, where its N:M groups are contiguous.
+    """
+    if adapter is None:
+        from esparse.models import get_adapter
+
+        adapter = get_adapter(model)
+    perms = permutations or {}
+
+    def weights():
+        for name, lin in adapter.named_linears(model):
+            w = lin.weight
+            if name in perms:
+                w = w[:, torch.as_tensor(perms[name], device=w.device)]
+            yield name, w
+
+    return check_weights(weights(), pattern)

@@ -1,0 +1,37 @@
+# esparse — `make help` lists the targets.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-full lint tables figures reproduce-local clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+
+install: $(VENV)/.installed ## create .venv and install esparse + its stack (CPU torch on CPU hosts)
+
+run: install ## set up and run the embedded default: SmolLM2-135M, esparse 2:4, prune -> eval (ARGS=... for overrides)
+	$(PY) run.py $(ARGS)
+
+test: install ## fast test suite (not slow)
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-full: install ## every test, including slow end-to-end runs on the real embedded model
+	$(PY) -m pytest -q $(ARGS)
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check esparse analysis experiments tests run.py
+
+tables: install ## every paper table from results/runs/*.json -> results/tables/
+	$(PY) -m analysis tables --results results --out results/tables
+
+figures: install ## observation figures -> results/figures/
+	$(PY) -m analysis figures --results results --out results/figures
+
+clean: ## remove caches and outputs (keeps results/ records)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,130 @@
+"""Config validation: every problem found before any model or data is loaded.
+
+Each rule names the key, the bad value and what is allowed; all problems are reported at once so
+a sweep's typo costs seconds, not the minutes of loading a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+STAGES = ("prune", "eval", "bench")
+
+
+class ConfigError(ValueError):
+    """One or more invalid config values (the message lists them all)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical form: a dense run ignores metric, shuffle and calibration (so every spelling of
+    "dense" shares one record), and device=auto is resolved."""
+    cfg = dict(cfg)
+    if (cfg.get("pattern") or {}).get("kind") == "dense":
+        cfg["metric"] = {"name": "dense"}
+        cfg["shuffle"] = {"name": "none"}
+        cfg["calibration"] = None
+        cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
+    if cfg.get("device", "auto") == "auto":
+        import torch
+
+        cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` listing every invalid value in a resolved, normalized config."""
+    from esparse import permutation, scores
+    from esparse.data import CORPORA
+    from esparse.masks import Pattern
+
+    problems: list[str] = []
+    model = cfg.get("model") or {}
+    arch = model.get("arch") or {}
+    ctx = model.get("context_length")
+
+    stages = list(cfg.get("stages") or [])
+    for s in stages:
+        if s not in STAGES:
+            problems.append(f"stages: {s!r} is not one of {list(STAGES)}")
+
+    pat_cfg = cfg.get("pattern") or {}
+    pattern = None
+    try:
+        pattern = Pattern.parse(dict(pat_cfg))
+        pattern.validate()
+    except (ValueError, TypeError, KeyError) as e:
+        problems.append(f"pattern ({pat_cfg.get('name')!r}): {e}")
+    dense = pattern is not None and pattern.kind == "dense"
+
+    if not dense:
+        metric = (cfg.get("metric") or {}).get("name")
+        if metric not in scores.names():
+            problems.append(f"metric.name: {metric!r} is not one of {sorted(scores.names())}")
+        if metric == "esparse":
+            form = cfg["metric"].get("form", "alpha_entropy")
+            if form not in ("alpha_entropy", "alpha_norm"):
+                problems.append(f"metric.form: {form!r} is not one of ['alpha_entropy', 'alpha_norm']")
+        shuffle = (cfg.get("shuffle") or {}).get("name", "none")
+        if shuffle not in permutation.names():
+            problems.append(f"shuffle.name: {shuffle!r} is not one of {sorted(permutation.names())}")
+        elif shuffle != "none" and pattern is not None and pattern.kind != "nm":
+            problems.append(f"shuffle.name: {shuffle!r} needs an N:M pattern, got pattern={pattern.name!r}")
+        if pattern is not None and pattern.kind == "nm" and arch:
+            problems += _divisibility(arch, model.get("family", "llama"), pattern.m)
+        cal = cfg.get("calibration") or {}
+        if cal.get("name") not in CORPORA:
+            problems.append(f"calibration.name: {cal.get('name')!r} is not one of {sorted(CORPORA)}")
+        problems += _positive(cal, "calibration", ("nsamples", "seqlen", "batch_size"))
+        if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
+            problems.append(
+                f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
+            )
+
+    ev = (cfg.get("eval") or {}).get("ppl") or {}
+    if "eval" in stages:
+        for ds in ev.get("datasets") or []:
+            if ds not in CORPORA:
+                problems.append(f"eval.ppl.datasets: {ds!r} is not one of {sorted(CORPORA)}")
+        problems += _positive(ev, "eval.ppl", ("seqlen", "batch_size"))
+        if ev.get("nsamples") is not None:
+            problems += _positive(ev, "eval.ppl", ("nsamples",))
+        if ctx and isinstance(ev.get("seqlen"), int) and ev["seqlen"] > ctx:
+            problems.append(f"eval.ppl.seqlen: {ev['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}")
+
+    if model.get("path") and not (Path(str(model["path"])).expanduser() / "config.json").is_file():
+        problems.append(f"model.path: {model['path']!r} has no config.json")
+    if model.get("source") not in ("bundled_gguf", "hub") and not model.get("path"):
+        problems.append(f"model.source: {model.get('source')!r} is not one of ['bundled_gguf', 'hub']")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _positive(section: Mapping[str, Any], prefix: str, keys: tuple[str, ...]) -> list[str]:
+    out = []
+    for k in keys:
+        v = section.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            out.append(f"{prefix}.{k}: {v!r} must be an integer >= 1")
+    return out
+
+
+def _divisibility(arch: Mapping[str, Any], family: str, m: int) -> list[str]:
+    """Every prunable linear's input width must split into groups of m."""
+    hidden = arch.get("hidden_size")
+    heads, head_dim = arch.get("num_attention_heads"), arch.get("head_dim")
+    widths = {
+        ("model.arch.hidden_size", "q/k/v, gate/up, fc1 input"): hidden,
+        ("model.arch.intermediate_size", "down_proj/fc2 input"): arch.get("intermediate_size"),
+        ("model.arch.num_attention_heads*head_dim", "o_proj input"): heads * head_dim if heads and head_dim else None,
+    }
+    return [
+        f"pattern.m: {m} does not divide {key}={w} ({what}); in_features must split into groups of m"
+        for (key, what), w in widths.items()
+        if w and w % m
+    ]

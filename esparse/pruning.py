@@ -1,0 +1,239 @@
+"""Sequential layer-wise pruning (the Wanda/SparseGPT loop, with streaming statistics).
+
+For each decoder block: hook the first linear of every shared-input group, stream the block's
+calibration inputs through it to collect per-input-channel statistics (a second pass when the
+score needs a histogram), then per group: score → (optional) input-channel permutation → mask →
+(optional) OBS reconstruction → write the weights. Finally re-run the block with its pruned
+weights: those outputs are the next block's inputs, so later blocks calibrate on what the pruned
+model really feeds them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from esparse import permutation as permutations
+from esparse import scores
+from esparse.masks import Pattern, make_mask
+from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
+from esparse.sparsegpt import sparsegpt_prune
+from esparse.stats import ChannelStats
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    """What to do to every prunable linear; built from the resolved config."""
+
+    metric: str
+    pattern: Pattern
+    metric_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    reconstruct: bool = False
+    shuffle: str = "none"
+    shuffle_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    blocksize: int = 128
+    percdamp: float = 0.01
+    bins: int = 100
+
+    @property
+    def uses_obs(self) -> bool:
+        return self.metric == "sparsegpt" or self.reconstruct
+
+    @property
+    def permutes(self) -> bool:
+        return self.shuffle != "none" and self.pattern.kind == "nm"
+
+    @classmethod
+    def from_cfg(cls, cfg: Mapping[str, Any]) -> PruneSpec:
+        metric = dict(cfg["metric"])
+        shuffle = dict(cfg.get("shuffle") or {"name": "none"})
+        rec = dict(cfg.get("reconstruction") or {})
+        name = metric.pop("name")
+        reconstruct = bool(metric.pop("reconstruct", False))
+        bins = int(metric.pop("bins", 100))
+        return cls(
+            metric=name,
+            pattern=Pattern.parse(dict(cfg["pattern"])),
+            metric_kwargs={k: v for k, v in metric.items() if v is not None},
+            reconstruct=reconstruct,
+            shuffle=shuffle.pop("name"),
+            shuffle_kwargs={k: v for k, v in shuffle.items() if v is not None},
+            blocksize=int(rec.get("blocksize", 128)),
+            percdamp=float(rec.get("percdamp", 0.01)),
+            bins=bins,
+        )
+
+
+@dataclass
+class PruneReport:
+    """What pruning did, layer by layer; the pipeline turns it into record metrics/details."""
+
+    layers: dict[str, dict[str, float]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    permutations: dict[str, list[int]] = field(default_factory=dict)
+    group_members: dict[str, list[str]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def layer_permutations(self) -> dict[str, list[int]]:
+        """Each group's permutation under the full name of every linear in the group."""
+        return {name: self.permutations[key] for key, names in self.group_members.items()
+                if key in self.permutations for name in names}
+
+    @property
+    def retained_before(self) -> float:
+        return sum(g["retained_before"] for g in self.groups.values())
+
+    @property
+    def retained_after(self) -> float:
+        return sum(g["retained_after"] for g in self.groups.values())
+
+
+def _needs(spec: PruneSpec) -> frozenset[str]:
+    needs = set(scores.get(spec.metric).needs)
+    if spec.uses_obs:
+        needs.add("hessian")
+    return frozenset(needs)
+
+
+def _run_block(block: nn.Module, inps: list[torch.Tensor], kwargs: dict[int, list[dict]], i: int) -> list[torch.Tensor]:
+    return [block_output(block(x, **kwargs[x.shape[0]][i])) for x in inps]
+
+
+@torch.no_grad()
+def prune_model(
+    model: nn.Module,
+    calib_ids: torch.Tensor,
+    spec: PruneSpec,
+    batch_size: int = 4,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    adapter: Adapter | None = None,
+) -> PruneReport:
+    """Prune ``model`` in place with calibration token ids ``calib_ids`` (nsamples, seqlen)."""
+    adapter = adapter or get_adapter(model)
+    score_fn = scores.get(spec.metric)
+    perm_fn = permutations.get(spec.shuffle) if spec.permutes else None
+    needs = _needs(spec)
+    report = PruneReport()
+    t0 = time.perf_counter()
+
+    inps: list[torch.Tensor] = []
+    kwargs: dict[int, list[dict]] = {}
+    for start in range(0, calib_ids.shape[0], batch_size):
+        ids = calib_ids[start : start + batch_size].to(device)
+        hidden, per_block = capture_block_kwargs(model, adapter, ids)
+        inps.append(hidden)
+        kwargs.setdefault(ids.shape[0], per_block)
+    report.seconds["capture"] = time.perf_counter() - t0
+
+    blocks = adapter.blocks(model)
+    for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
+        groups = adapter.linear_groups(block)
+        stats = [
+            ChannelStats(
+                group[0][1].in_features, bins=spec.bins, entropy="entropy" in needs, hessian="hessian" in needs, device=device
+            )
+            for group in groups
+        ]
+        hooks = [
+            group[0][1].register_forward_hook(_stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}"))
+            for group, st in zip(groups, stats)
+        ]
+        try:
+            _run_block(block, inps, kwargs, i)
+            for st in stats:
+                st.finalize()
+            if any(st.needs_second_pass for st in stats):
+                _run_block(block, inps, kwargs, i)
+                for st in stats:
+                    st.finalize()
+        finally:
+            for h in hooks:
+                h.remove()
+
+        for group, st in zip(groups, stats):
+            prefix = f"{adapter.blocks_path}.{i}"
+            _prune_group(prefix, group, st, spec, score_fn, perm_fn, report)
+        del stats
+        inps = _run_block(block, inps, kwargs, i)
+    report.seconds["total"] = time.perf_counter() - t0
+    return report
+
+
+def _stat_hook(st: ChannelStats, name: str):
+    def hook(_mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
+        x = args[0]
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(f"non-finite calibration activations at the input of {name}")
+        st.update(x.detach())
+
+    return hook
+
+
+def _prune_group(
+    prefix: str,
+    group: list[tuple[str, nn.Linear]],
+    stats: ChannelStats,
+    spec: PruneSpec,
+    score_fn,
+    perm_fn,
+    report: PruneReport,
+) -> None:
+    pattern = spec.pattern
+    c = group[0][1].in_features
+    if pattern.kind == "nm" and c % pattern.m:
+        raise ValueError(f"{prefix}.{group[0][0]}: in_features={c} is not divisible by m={pattern.m}")
+    group_scores = []
+    for path, lin in group:
+        w = lin.weight.data
+        if not torch.isfinite(w).all():
+            raise FloatingPointError(f"non-finite weights in {prefix}.{path}")
+        group_scores.append(score_fn(w.float(), stats, **spec.metric_kwargs))
+    name = f"{prefix}.{'+'.join(p for p, _ in group)}"
+    report.group_members[name] = [f"{prefix}.{p}" for p, _ in group]
+
+    perm = None
+    info: dict[str, Any] = {}
+    if pattern.kind == "nm":
+        stacked = torch.cat(group_scores, 0)
+        info["retained_before"] = permutations.retained_score(stacked, pattern.n, pattern.m)
+        if perm_fn is not None:
+            t = time.perf_counter()
+            perm = perm_fn(stacked, pattern.n, pattern.m, **spec.shuffle_kwargs)
+            info["perm_seconds"] = time.perf_counter() - t
+            report.permutations[name] = perm.tolist()
+            info["retained_after"] = permutations.retained_score(stacked, pattern.n, pattern.m, perm)
+        else:
+            info["retained_after"] = info["retained_before"]
+        info["upper_bound"] = permutations.upper_bound(stacked, pattern.n, pattern.m)
+        report.groups[name] = info
+
+    for (path, lin), score in zip(group, group_scores):
+        w = lin.weight.data
+        if perm is not None:
+            w, score = w[:, perm], score[:, perm]
+        hessian = None
+        if spec.uses_obs:
+            hessian = stats.hessian if perm is None else stats.hessian[perm][:, perm]
+        if spec.metric == "sparsegpt":
+            new_w, mask = sparsegpt_prune(w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp)
+        else:
+            mask = make_mask(score, pattern)
+            if spec.reconstruct:
+                new_w, mask = sparsegpt_prune(
+                    w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp, mask=mask
+                )
+            else:
+                new_w = w * mask
+        if perm is not None:
+            inv = torch.argsort(perm)
+            new_w, mask = new_w[:, inv], mask[:, inv]
+        lin.weight.data.copy_(new_w.to(lin.weight.dtype))
+        zeros = int((lin.weight.data == 0).sum())
+        report.layers[f"{prefix}.{path}"] = {"zeros": zeros, "numel": lin.weight.numel()}

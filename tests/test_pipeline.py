@@ -1,0 +1,64 @@
+"""End to end on a tiny random model: record schema, resume/skip, failure records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import compose_cfg, tiny_overrides
+
+from esparse import tracking
+from esparse.config import normalize
+from esparse.pipeline import run, summary_row
+
+
+@pytest.fixture
+def overrides(tiny_model_dir, text_corpus, tmp_path):
+    return tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+
+
+def test_run_writes_complete_record(overrides, tmp_path):
+    rec = run(compose_cfg(overrides + ["metric=wanda", "pattern=2:4"]))
+    assert rec["status"] == "done"
+    path = tmp_path / "results" / "runs" / f"{rec['config_hash']}.json"
+    on_disk = json.loads(path.read_text())
+    assert on_disk["config_hash"] == tracking.config_hash(on_disk["config"])
+    for key in ("config", "config_hash", "metrics", "timings", "env", "status"):
+        assert key in on_disk
+    m = on_disk["metrics"]
+    assert m["sparsity/actual"] == pytest.approx(0.5)
+    assert m["sparsity/pattern_ok"] is True
+    assert m["ppl/wikitext2"] > 1 and m["dense/ppl/wikitext2"] > 1
+    assert m["ppl/wikitext2"] != m["dense/ppl/wikitext2"]
+    assert m["permutation/retained_before"] == m["permutation/retained_after"]
+    assert on_disk["env"]["versions"]["torch"]
+    assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 2  # + the dense baseline record
+    row = summary_row(on_disk)
+    assert row["metric"] == "wanda" and row["pattern"] == "2:4"
+
+
+def test_finished_config_is_skipped_unless_forced(overrides):
+    cfg = compose_cfg(overrides + ["metric=magnitude"])
+    first = run(cfg)
+    again = run(cfg)
+    assert again["env"]["started_at"] == first["env"]["started_at"]  # not recomputed
+    forced = run({**cfg, "force": True})
+    assert forced["config_hash"] == first["config_hash"]
+    assert forced["metrics"]["ppl/wikitext2"] == pytest.approx(first["metrics"]["ppl/wikitext2"], rel=1e-6)
+
+
+def test_failure_leaves_failed_record(overrides, tmp_path, monkeypatch):
+    import esparse.pruning as pruning
+
+    def boom(*a, **k):
+        raise RuntimeError("injected crash")
+
+    monkeypatch.setattr(pruning, "prune_model", boom)
+    cfg = compose_cfg(overrides + ["metric=wanda"])
+    with pytest.raises(RuntimeError, match="injected"):
+        run(cfg)
+    rec = tracking.read_record(tracking.record_path(tmp_path / "results", tracking.config_hash(normalize(cfg))))
+    assert rec["status"] == "failed" and "injected crash" in rec["error"]
+    assert "dense/ppl/wikitext2" in rec["metrics"]  # what was computed before the crash is kept
+    monkeypatch.undo()
+    assert run(cfg)["status"] == "done"  # a re-run redoes the failed config

@@ -1,0 +1,47 @@
+"""Records: stable semantic hash, atomic writes that survive a crash mid-write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from esparse import tracking
+
+
+def test_hash_ignores_non_semantic_keys():
+    a = {"model": {"name": "x"}, "metric": {"name": "wanda"}, "results_dir": "r1", "logger": {"name": "none"}}
+    b = {"metric": {"name": "wanda"}, "model": {"name": "x"}, "results_dir": "r2", "logger": {"name": "wandb"}}
+    c = {"model": {"name": "x"}, "metric": {"name": "esparse"}}
+    assert tracking.config_hash(a) == tracking.config_hash(b)
+    assert tracking.config_hash(a) != tracking.config_hash(c)
+    assert len(tracking.config_hash(a)) == 12
+
+
+def test_atomic_write_survives_crash(tmp_path, monkeypatch):
+    path = tmp_path / "runs" / "abc.json"
+    tracking.write_json_atomic(path, {"status": "done", "metrics": {"ppl": 1.0}})
+
+    real_dump = json.dump
+
+    def crashing_dump(obj, fh, **kw):
+        fh.write('{"status": "half')  # part of the file is written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(json, "dump", crashing_dump)
+    with pytest.raises(KeyboardInterrupt):
+        tracking.write_json_atomic(path, {"status": "running"})
+    monkeypatch.setattr(json, "dump", real_dump)
+    assert json.loads(path.read_text()) == {"status": "done", "metrics": {"ppl": 1.0}}
+    assert [p.name for p in path.parent.iterdir()] == ["abc.json"]  # no temp file left behind
+    assert tracking.is_done(path)
+
+
+def test_unreadable_record_is_not_done(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text('{"status": "do')
+    assert tracking.read_record(p) is None and not tracking.is_done(p)
+
+
+def test_flatten():
+    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
