@@ -16,7 +16,7 @@ Conventions (DESIGN.md §3, the papers' reference code):
 - ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
 - ``entropy_j = -Σ_k p_k ln p_k`` over ``bins`` equal bins of ``[min_j, max_j]``, natural log; a value
   equal to ``max_j`` falls in the last bin; a zero-range channel has entropy 0.
-Sums are accumulated in float64 so results do not depend on how the tokens were split into calls.
+Sums are accumulated in float64 so results hardly depend on how the tokens were split into calls.
 """
 
 from __future__ import annotations
@@ -108,12 +108,13 @@ class ChannelStats:
         self.ntokens += flat.shape[0]
         if flat.shape[0] == 0:
             return
-        x64 = flat.to(torch.float64)
-        self._sumsq += (x64 * x64).sum(dim=0)
-        torch.minimum(self._min, x64.amin(dim=0), out=self._min)
-        torch.maximum(self._max, x64.amax(dim=0), out=self._max)
+        # min/max are exact in the input dtype; the float64 copy for the sums is made chunk by chunk
+        torch.minimum(self._min, flat.amin(dim=0).to(torch.float64), out=self._min)
+        torch.maximum(self._max, flat.amax(dim=0).to(torch.float64), out=self._max)
+        for chunk in self._chunks(flat):
+            self._sumsq += chunk.square().sum(dim=0)
         if self._hess is not None:
-            # fp32 product (as SparseGPT, fast on any device), fp64 running sum (order-independent)
+            # fp32 product (as SparseGPT, fast on any device), float64 running sum across calls
             x32 = flat.to(torch.float32)
             self._hess += (x32.T @ x32).to(torch.float64)
 
@@ -124,12 +125,16 @@ class ChannelStats:
         # zero-range channels: every value goes to bin 0 (scale 0), giving entropy 0
         scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), 0.0)
         offsets = torch.arange(c, device=self.device, dtype=torch.int64) * bins
-        rows = max(1, _CHUNK_ELEMENTS // c)
-        for start in range(0, flat.shape[0], rows):
-            chunk = flat[start : start + rows].to(torch.float64)
+        for chunk in self._chunks(flat):
             # floor((x - min) / width * bins); clamping puts x == max (and replay jitter) in range
             idx = ((chunk - lo) * scale).floor_().clamp_(0, bins - 1).to(torch.int64)
             self._hist += torch.bincount((idx + offsets).flatten(), minlength=c * bins).view(c, bins)
+
+    def _chunks(self, flat: torch.Tensor):
+        """float64 row chunks of ``flat``: bounds temporaries to ~_CHUNK_ELEMENTS elements."""
+        rows = max(1, _CHUNK_ELEMENTS // self.in_features)
+        for start in range(0, flat.shape[0], rows):
+            yield flat[start : start + rows].to(torch.float64)
 
     def finalize(self) -> None:
         """End the current pass: freeze ranges after pass 1, compute entropy after pass 2."""
