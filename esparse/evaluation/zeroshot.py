@@ -1,0 +1,259 @@
+"""Zero-shot accuracy of the in-memory (pruned) model through lm-eval.
+
+The model object itself is wrapped in lm-eval's ``HFLM``: evaluating a checkpoint by name would
+score the dense model (RIA's released code has exactly that bug). Hub tasks keep their lm-eval
+names; offline, ``piqa_local`` (``tasks/piqa_local``) reads PIQA validation from ``data_dir``.
+
+Hub reachability is probed once with a TCP connect to the hub endpoint (``_hub_reachable``, 3 s);
+when it fails, or HF_HUB_OFFLINE is already set, the datasets/hub offline switches are turned on
+for the duration of the call, so uncached hub datasets fail in about a second instead of after
+~30 s of retries and cached ones still load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+LOCAL_TASKS = ("piqa_local",)
+
+ESPARSE_TASKS = ("hellaswag", "piqa", "openbookqa", "sciq", "logiqa")
+RIA_TASKS = ("boolq", "rte", "hellaswag", "arc_challenge", "mnli")
+PRESETS = {"esparse_tasks": ESPARSE_TASKS, "ria_tasks": RIA_TASKS}
+
+# Defaults of the `eval.zeroshot` config node. bootstrap_iters only matters for non-mean metrics
+# (acc/acc_norm stderr is closed-form), so a small value keeps other tasks quick.
+DEFAULTS: dict[str, Any] = {
+    "tasks": ["piqa_local"],
+    "num_fewshot": 0,
+    "batch_size": 8,
+    "limit": None,
+    "include_path": None,
+    "data_dir": "../shared/data/piqa",
+    "device": None,
+    "bootstrap_iters": 1000,
+}
+
+
+class ZeroShotDataError(RuntimeError):
+    """A task's data could not be loaded (hub unreachable, local files missing)."""
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    """Relative paths are taken from the repo root, so they do not depend on Hydra's cwd."""
+    p = Path(path).expanduser()
+    return (p if p.is_absolute() else REPO_ROOT / p).resolve()
+
+
+def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """DEFAULTS overlaid with ``cfg``, validated; ``tasks`` may be a preset name or comma list."""
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"eval.zeroshot: unknown keys {unknown}; known: {sorted(DEFAULTS)}")
+    c = {**DEFAULTS, **cfg}
+
+    tasks = c["tasks"]
+    if isinstance(tasks, str):
+        tasks = list(PRESETS[tasks]) if tasks in PRESETS else [t.strip() for t in tasks.split(",")]
+    tasks = [str(t) for t in tasks if str(t).strip()]
+    if not tasks:
+        raise ValueError(f"eval.zeroshot.tasks is empty: {c['tasks']!r}")
+    c["tasks"] = list(dict.fromkeys(tasks))
+
+    if not isinstance(c["num_fewshot"], int) or c["num_fewshot"] < 0:
+        raise ValueError(f"eval.zeroshot.num_fewshot must be an int >= 0, got {c['num_fewshot']!r}")
+    if not isinstance(c["batch_size"], int) or c["batch_size"] < 1:
+        raise ValueError(f"eval.zeroshot.batch_size must be an int >= 1, got {c['batch_size']!r}")
+    lim = c["limit"]
+    if lim is not None and (isinstance(lim, bool) or not isinstance(lim, int | float) or lim <= 0):
+        raise ValueError(f"eval.zeroshot.limit must be None or > 0, got {lim!r}")
+
+    inc = c["include_path"]
+    extra = [] if inc is None else [inc] if isinstance(inc, str | os.PathLike) else list(inc)
+    paths = [LOCAL_TASKS_DIR, *(_resolve(p) for p in extra)]
+    for p in paths:
+        if not p.is_dir():
+            raise ValueError(f"eval.zeroshot.include_path: {p} is not a directory")
+    c["include_path"] = [str(p) for p in paths]
+    c["data_dir"] = str(_resolve(c["data_dir"]))
+    return c
+
+
+@functools.lru_cache(maxsize=4)
+def _task_manager(include_path: tuple[str, ...], include_defaults: bool, data_dir: str):
+    """Memoised: indexing lm-eval's ~15k built-in task YAMLs costs ~16 s; the index never changes."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(
+        include_path=list(include_path),
+        include_defaults=include_defaults,
+        metadata={"piqa_data_dir": data_dir},
+    )
+
+
+def _hub_offline_set() -> bool:
+    import datasets
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub endpoint; DNS failure or timeout means unreachable."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline(enabled: bool) -> Iterator[None]:
+    """Turn on datasets' and huggingface_hub's offline switches, restoring them afterwards.
+
+    Setting the env vars alone is not enough: both libraries read them once at import.
+    """
+    if not enabled:
+        yield
+        return
+    import datasets
+    from huggingface_hub import constants
+
+    saved = (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE)
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+    os.environ.update({k: "1" for k in saved_env})
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _load_task(tm, name: str, offline: bool):
+    """Build one task (this downloads/reads its data); data failures become ZeroShotDataError."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        loaded = tm.load([name])
+    except (ConnectionError, LocalEntryNotFoundError) as e:
+        state = "unreachable/offline" if offline else "unreachable"
+        raise ZeroShotDataError(
+            f"zero-shot task {name!r}: its dataset could not be fetched, the Hugging Face dataset hub is "
+            f"{state} ({e}). Point eval.zeroshot.include_path at a directory of local task YAMLs with "
+            f"local data, or use the offline task 'piqa_local' (reads eval.zeroshot.data_dir)."
+        ) from e
+    except FileNotFoundError as e:
+        raise ZeroShotDataError(f"zero-shot task {name!r}: data files not found: {e}") from e
+    if name in loaded["groups"]:
+        return [loaded["groups"][name]], list(loaded["tasks"])
+    return list(loaded["tasks"].values()), list(loaded["tasks"])
+
+
+def _flatten(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """``{"piqa": {"acc,none": .6}}`` -> ``{"zeroshot/piqa/acc": .6}``; non-numeric values dropped."""
+    out = {}
+    for task, res in results.items():
+        for key, val in res.items():
+            metric, _, filt = key.partition(",")
+            if not filt or isinstance(val, bool) or not isinstance(val, int | float):
+                continue
+            if not math.isfinite(val):
+                continue
+            name = metric if filt == "none" else f"{metric}_{filt}"
+            out[f"zeroshot/{task}/{name}"] = float(val)
+    return out
+
+
+def evaluate_zeroshot(
+    model: torch.nn.Module, tokenizer: Any, cfg: Mapping[str, Any] | None = None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Run lm-eval on ``model`` (the object, as pruned) and return (flat metrics, details).
+
+    Metrics: ``zeroshot/<task>/<metric>`` for every numeric metric the task reports (acc, acc_norm
+    and their ``_stderr``), plus ``zeroshot/avg/acc`` = mean acc over the requested tasks (the
+    papers' "Avg." column). Details: docs per task, total seconds, seconds per doc.
+    Raises ValueError for unknown tasks and ZeroShotDataError when a task's data is unreachable.
+    If ``cfg["device"]`` differs from the model's device the model is moved there (in place).
+    """
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    c = resolve_config(cfg)
+    tasks, paths, data_dir = c["tasks"], tuple(c["include_path"]), c["data_dir"]
+
+    tm = _task_manager(paths, False, data_dir)
+    if not all(t in tm.all_tasks for t in tasks):
+        tm = _task_manager(paths, True, data_dir)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
+
+    needs_hub = any(t not in LOCAL_TASKS for t in tasks)
+    offline = needs_hub and (_hub_offline_set() or not _hub_reachable())
+
+    with _hub_offline(offline):
+        built, leaves = [], {}
+        for name in tasks:
+            objs, leaves[name] = _load_task(tm, name, offline)
+            built += objs
+
+        if c["device"] is not None and torch.device(c["device"]) != next(model.parameters()).device:
+            model.to(c["device"])
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=c["batch_size"])
+        t0 = time.perf_counter()
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=built,
+            num_fewshot=c["num_fewshot"],
+            limit=c["limit"],
+            task_manager=tm,
+            log_samples=False,
+            bootstrap_iters=c["bootstrap_iters"],
+        )
+        seconds = time.perf_counter() - t0
+
+    metrics = _flatten(out["results"])
+    accs = []
+    for name in tasks:
+        names = [name] if f"zeroshot/{name}/acc" in metrics else leaves[name]
+        accs += [metrics[f"zeroshot/{n}/acc"] for n in names if f"zeroshot/{n}/acc" in metrics]
+    if accs:
+        metrics["zeroshot/avg/acc"] = sum(accs) / len(accs)
+
+    n_docs = {t: int(v["effective"]) for t, v in out.get("n-samples", {}).items()}
+    total = sum(n_docs.values())
+    details = {
+        "tasks": tasks,
+        "n_docs": n_docs,
+        "n_docs_total": total,
+        "seconds": seconds,
+        "seconds_per_item": seconds / total if total else None,
+        "num_fewshot": c["num_fewshot"],
+        "limit": c["limit"],
+        "hub_offline": offline,
+        "versions": {k: v for k, v in out.get("versions", {}).items()},
+        "lm_eval_version": getattr(lm_eval, "__version__", None),
+    }
+    return metrics, details

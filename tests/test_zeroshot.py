@@ -1,0 +1,226 @@
+"""Zero-shot stage: lm-eval runs on the in-memory model, local tasks, offline errors."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("lm_eval")
+
+from esparse.evaluation import zeroshot  # noqa: E402
+from esparse.evaluation.zeroshot import (  # noqa: E402
+    ESPARSE_TASKS,
+    RIA_TASKS,
+    ZeroShotDataError,
+    evaluate_zeroshot,
+    resolve_config,
+)
+
+PIQA_DIR = Path(zeroshot.REPO_ROOT).parent / "shared" / "data" / "piqa"
+GOALS = ["red box", "blue cup", "green hat", "small dog"]
+# Equal word (= token) counts per doc; doc i even: the correct sol2 has more characters.
+SOLS = [("go up", "take down"), ("take down", "go up")] * 8  # 16 docs
+
+
+def _vocab() -> list[str]:
+    words = {"Question", ":", "Answer"}
+    for g in GOALS:
+        words.update(g.split())
+    for a, b in SOLS:
+        words.update((a + " " + b).split())
+    return ["[UNK]", "[PAD]", "[EOS]", *sorted(words)] + [f"w{i}" for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(_vocab())}
+    t = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("tiny_task")
+    rows = [{"goal": GOALS[i % 4], "sol1": a, "sol2": b, "label": 1} for i, (a, b) in enumerate(SOLS)]
+    (d / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (d / "tiny_mc.yaml").write_text(
+        "task: tiny_mc\n"
+        "dataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    validation: {d / 'tiny.jsonl'}\n"
+        "output_type: multiple_choice\n"
+        "validation_split: validation\n"
+        'doc_to_text: "Question: {{goal}}\\nAnswer:"\n'
+        "doc_to_target: label\n"
+        'doc_to_choice: "{{[sol1, sol2]}}"\n'
+        "metric_list:\n"
+        "  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+        "  - {metric: acc_norm, aggregation: mean, higher_is_better: true}\n"
+        "metadata: {version: 1.0}\n"
+    )
+    return d
+
+
+def _cfg(tiny_task: Path, **kw) -> dict:
+    return {"tasks": ["tiny_mc"], "include_path": str(tiny_task), "batch_size": 4, **kw}
+
+
+def test_tiny_local_task_metrics(model, tok, tiny_task):
+    metrics, details = evaluate_zeroshot(model, tok, _cfg(tiny_task))
+    for m in ("acc", "acc_norm", "acc_stderr", "acc_norm_stderr"):
+        assert 0.0 <= metrics[f"zeroshot/tiny_mc/{m}"] <= 1.0
+    assert metrics["zeroshot/avg/acc"] == metrics["zeroshot/tiny_mc/acc"]
+    assert details["n_docs"] == {"tiny_mc": 16}
+    assert details["seconds"] > 0 and details["seconds_per_item"] == pytest.approx(details["seconds"] / 16)
+    assert not any("," in k for k in metrics)
+
+    _, d10 = evaluate_zeroshot(model, tok, _cfg(tiny_task, limit=10))
+    assert d10["n_docs"] == {"tiny_mc": 10}
+
+
+def test_evaluates_the_in_memory_pruned_model(model, tok, tiny_task):
+    """A zeroed lm_head gives uniform log-probs: both choices (same token count) tie exactly, so
+    acc picks choice 0 and every gold label is 1 -> acc = 0; acc_norm divides the tied loglik
+    (negative) by the choice's character count, so the longer choice wins, which is the gold one
+    on the 8 even docs -> acc_norm = 0.5, stderr = sqrt(16 * 0.25 / 15) / sqrt(16) = 0.1291."""
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.lm_head.weight.zero_()
+    calls = []
+    pruned.lm_head.register_forward_hook(lambda *_: calls.append(1))
+
+    mp, _ = evaluate_zeroshot(pruned, tok, _cfg(tiny_task))
+    md, _ = evaluate_zeroshot(model, tok, _cfg(tiny_task))
+
+    assert calls, "the pruned object's modules never ran"
+    assert mp["zeroshot/tiny_mc/acc"] == 0.0
+    assert mp["zeroshot/tiny_mc/acc_stderr"] == 0.0
+    assert mp["zeroshot/tiny_mc/acc_norm"] == 0.5
+    assert mp["zeroshot/tiny_mc/acc_norm_stderr"] == pytest.approx(math.sqrt(4 / 15) / 4, abs=1e-6)
+    assert md["zeroshot/tiny_mc/acc"] > 0.0  # the dense model breaks the ties
+    assert float(model.lm_head.weight.detach().abs().sum()) > 0  # dense model untouched
+
+
+def test_zeroed_down_proj_changes_loglikelihoods(model, tok):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        pruned.model.layers[0].mlp.down_proj.weight.zero_()
+    reqs = [
+        Instance("loglikelihood", doc={}, arguments=("Question: red box\nAnswer:", " go up"), idx=0),
+        Instance("loglikelihood", doc={}, arguments=("Question: small dog\nAnswer:", " take down"), idx=1),
+    ]
+    dense = [ll for ll, _ in HFLM(pretrained=model, tokenizer=tok, batch_size=2).loglikelihood(reqs)]
+    again = [ll for ll, _ in HFLM(pretrained=model, tokenizer=tok, batch_size=2).loglikelihood(reqs)]
+    sparse = [ll for ll, _ in HFLM(pretrained=pruned, tokenizer=tok, batch_size=2).loglikelihood(reqs)]
+    assert dense == again
+    assert all(abs(a - b) > 1e-6 for a, b in zip(dense, sparse, strict=True))
+
+
+def test_piqa_local_reads_shared_format():
+    if not (PIQA_DIR / "valid.jsonl").is_file():
+        pytest.skip(f"PIQA validation files not found at {PIQA_DIR} (shared data not mounted)")
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager(
+        include_path=str(zeroshot.LOCAL_TASKS_DIR), include_defaults=False, metadata={"piqa_data_dir": str(PIQA_DIR)}
+    )
+    task = tm.load(["piqa_local"])["tasks"]["piqa_local"]
+    docs = list(task.validation_docs())
+    assert len(docs) == 1838
+    assert all(len(task.doc_to_choice(d)) == 2 for d in docs)
+    labels = [task.doc_to_target(d) for d in docs]
+    assert set(labels) == {0, 1} and sum(labels) == 928  # `sort valid-labels.lst | uniq -c`: 910 / 928
+    first = json.loads((PIQA_DIR / "valid.jsonl").open().readline())
+    assert task.doc_to_text(docs[0]) == f"Question: {first['goal']}\nAnswer:"
+    assert task.doc_to_choice(docs[0]) == [first["sol1"], first["sol2"]]
+    assert labels[0] == 0
+
+
+def test_piqa_local_label_mismatch_is_rejected(tmp_path):
+    from esparse.evaluation.tasks.piqa_local.utils import read_split  # type: ignore[import-not-found]
+
+    (tmp_path / "valid.jsonl").write_text('{"goal": "g", "sol1": "a", "sol2": "b"}\n' * 3)
+    (tmp_path / "valid-labels.lst").write_text("0\n1\n")
+    with pytest.raises(ValueError, match="3 docs but .* 2 labels"):
+        read_split(tmp_path)
+    (tmp_path / "valid-labels.lst").write_text("0\n2\n1\n")
+    with pytest.raises(ValueError, match="'2' on line 2"):
+        read_split(tmp_path)
+
+
+def test_missing_piqa_dir_names_the_task(model, tok, tmp_path):
+    with pytest.raises(ZeroShotDataError, match="piqa_local.*missing"):
+        evaluate_zeroshot(model, tok, {"tasks": ["piqa_local"], "data_dir": str(tmp_path / "nope")})
+
+
+def test_config_validation_and_presets(tmp_path):
+    c = resolve_config({"tasks": "esparse_tasks"})
+    assert c["tasks"] == ["hellaswag", "piqa", "openbookqa", "sciq", "logiqa"] == list(ESPARSE_TASKS)
+    assert resolve_config({"tasks": "ria_tasks"})["tasks"] == ["boolq", "rte", "hellaswag", "arc_challenge", "mnli"]
+    assert len(RIA_TASKS) == 5
+    c = resolve_config(None)
+    assert c["tasks"] == ["piqa_local"] and c["num_fewshot"] == 0 and c["batch_size"] == 8
+    assert c["data_dir"] == str(PIQA_DIR.resolve())
+    assert c["include_path"] == [str(zeroshot.LOCAL_TASKS_DIR)]
+    for bad in ({"batch_size": 0}, {"num_fewshot": -1}, {"limit": 0}, {"tasks": []}, {"bogus": 1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            resolve_config(bad)
+    with pytest.raises(ValueError, match="nowhere"):
+        resolve_config({"include_path": str(tmp_path / "nowhere")})
+
+
+def test_unreachable_hub_dataset_raises_data_error(model, tok, tmp_path, monkeypatch):
+    import datasets
+    from huggingface_hub import constants
+
+    (tmp_path / "hubtask.yaml").write_text(
+        "task: hub_only_task\ndataset_path: esparse-tests/no-such-dataset\noutput_type: multiple_choice\n"
+        'validation_split: validation\ndoc_to_text: "{{q}}"\ndoc_to_target: 0\ndoc_to_choice: "{{[a, b]}}"\n'
+    )
+    monkeypatch.setattr(zeroshot, "_hub_reachable", lambda timeout=3.0: False)
+    before = (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    with pytest.raises(ZeroShotDataError, match=r"'hub_only_task'.*hub is unreachable.*include_path.*piqa_local"):
+        evaluate_zeroshot(model, tok, {"tasks": ["hub_only_task"], "include_path": str(tmp_path)})
+    assert before == (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)  # switches restored
+
+
+def test_unknown_task_and_real_hub_task(model, tok):
+    """Both need lm-eval's built-in index (~16 s once; memoised between the two calls)."""
+    with pytest.raises(ValueError, match="no_such_task_xyz"):
+        evaluate_zeroshot(model, tok, {"tasks": ["piqa_local", "no_such_task_xyz"]})
+    if zeroshot._hub_reachable():
+        pytest.skip("the Hugging Face hub is reachable here; the offline path is covered by the fake hub task")
+    with pytest.raises(ZeroShotDataError, match=r"'piqa'.*unreachable.*include_path"):
+        evaluate_zeroshot(model, tok, {"tasks": ["piqa"]})
