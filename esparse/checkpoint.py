@@ -1,0 +1,56 @@
+"""Pruned checkpoints: HF safetensors + a JSON sidecar that says how they were made.
+
+The sidecar carries the config hash, the pattern and the input permutations, so
+``model.path=<save_dir>`` reloads the model and :func:`load_pruned` re-verifies the pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from esparse import tracking
+
+SIDECAR = "esparse.json"
+
+
+def save_pruned(
+    model,
+    tokenizer,
+    save_dir: str | Path,
+    cfg: Mapping[str, Any],
+    config_hash: str,
+    permutations: Mapping[str, list[int]] | None = None,
+) -> Path:
+    """Write the pruned model (dense tensors with exact zeros) and its sidecar."""
+    save_dir = Path(save_dir).expanduser()
+    save_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(save_dir)
+    tokenizer.save_pretrained(save_dir)
+    tracking.write_json_atomic(
+        save_dir / SIDECAR,
+        {
+            "config_hash": config_hash,
+            "pattern": dict(cfg["pattern"]),
+            "metric": dict(cfg["metric"]),
+            "shuffle": dict(cfg["shuffle"]),
+            "model": cfg["model"]["name"],
+            "permutations": dict(permutations or {}),
+        },
+    )
+    return save_dir
+
+
+def load_pruned(save_dir: str | Path, device: str = "cpu"):
+    """``(model, tokenizer, sidecar)``; raises ValueError naming the layer if the pattern is broken."""
+    from esparse.masks import check
+    from esparse.models.loading import load_model
+
+    save_dir = Path(save_dir).expanduser()
+    sidecar = tracking.read_record(save_dir / SIDECAR)
+    if sidecar is None:
+        raise FileNotFoundError(f"{save_dir} has no readable {SIDECAR}: not an esparse checkpoint")
+    model, tok = load_model({"path": str(save_dir), "dtype": "float32"}, device=device)
+    check(model, sidecar["pattern"], permutations=sidecar.get("permutations")).raise_if_bad()
+    return model, tok, sidecar
