@@ -104,6 +104,23 @@ def _task_manager(include_path: tuple[str, ...], include_defaults: bool, data_di
     )
 
 
+def _absent_from_builtin_yaml(names: list[str]) -> list[str]:
+    """Names that occur nowhere in lm-eval's built-in task YAMLs, hence are certainly unknown.
+
+    Every task, group and tag name is a literal YAML value, so a plain text scan (~1 s) can reject
+    a typo before the ~16 s index build; names that do occur are checked exactly by the index.
+    """
+    import lm_eval
+
+    left = set(names)
+    for p in (Path(lm_eval.__file__).parent / "tasks").rglob("*.yaml"):
+        text = p.read_text(encoding="utf-8", errors="ignore")
+        left = {n for n in left if n not in text}
+        if not left:
+            break
+    return [n for n in names if n in left]
+
+
 def _hub_offline_set() -> bool:
     import datasets
     from huggingface_hub import constants
@@ -204,7 +221,11 @@ def evaluate_zeroshot(
     tasks, paths, data_dir = c["tasks"], tuple(c["include_path"]), c["data_dir"]
 
     tm = _task_manager(paths, False, data_dir)
-    if not all(t in tm.all_tasks for t in tasks):
+    missing = [t for t in tasks if t not in tm.all_tasks]
+    if missing:
+        unknown = _absent_from_builtin_yaml(missing)
+        if unknown:
+            raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
         tm = _task_manager(paths, True, data_dir)
     unknown = [t for t in tasks if t not in tm.all_tasks]
     if unknown:
