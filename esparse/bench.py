@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
-import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from esparse import tracking
 
 BACKENDS = ("cusparselt", "cutlass")
 FAMILIES = ("llama", "opt", "gemma3")
@@ -305,7 +303,11 @@ def _totals(comps: dict[str, dict[str, int]], linear_names: Sequence[str]) -> di
 
 
 def block_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """Every ``nn.Linear`` except the output embedding: the ones N:M pruning makes sparse."""
+    """The linears N:M pruning makes sparse: the family adapter's, else every ``nn.Linear`` but the head."""
+    from esparse.models.adapters import ADAPTERS, get_adapter
+
+    if getattr(getattr(model, "config", None), "model_type", None) in ADAPTERS:
+        return list(get_adapter(model).named_linears(model))
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return [
         (name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and mod is not head
@@ -833,18 +835,4 @@ def device_slug(name: str) -> str:
     return "-".join(p for p in slug.split("-") if p) or "unknown"
 
 
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write JSON via a temp file in the same directory and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+write_json_atomic = tracking.write_json_atomic  # one atomic writer for the whole project

@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 #: keys that do not change a run's numbers (where to write, how to log, whether to redo)
-NON_SEMANTIC_KEYS = ("results_dir", "save_dir", "logger", "force", "paths", "hydra", "progress", "stages_note")
+NON_SEMANTIC_KEYS = (
+    "results_dir",
+    "save_dir",
+    "logger",
+    "force",
+    "paths",
+    "hydra",
+    "progress",
+    "stages_note",
+)
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -36,7 +45,7 @@ def record_path(results_dir: str | Path, chash: str) -> Path:
     return Path(results_dir) / "runs" / f"{chash}.json"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> None:
+def write_json_atomic(path: str | Path, data: Any) -> Path:
     """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +59,7 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def read_record(path: str | Path) -> dict[str, Any] | None:
@@ -75,7 +85,10 @@ def _git_sha() -> str | None:
             return None
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -133,7 +146,12 @@ class WandbLogger:
         Path(dir).mkdir(parents=True, exist_ok=True)
         self._wandb = wandb
         self.run = wandb.init(
-            project=project, group=group, name=name, config=flatten(config), dir=str(dir), reinit="finish_previous"
+            project=project,
+            group=group,
+            name=name,
+            config=flatten(config),
+            dir=str(dir),
+            reinit="finish_previous",
         )
 
     def log_record(self, record: Mapping[str, Any]) -> None:
