@@ -1,8 +1,8 @@
 """esparse entry point: one Hydra config → prune → eval → bench → a JSON record.
 
-    python run.py                                   # embedded default (SmolLM2-135M, esparse 2:4)
-    python run.py -m metric=magnitude,wanda,esparse pattern=2:4,4:8
-    python run.py +experiment=esparse_t1_local
+python run.py                                   # embedded default (SmolLM2-135M, esparse 2:4)
+python run.py -m metric=magnitude,wanda,esparse pattern=2:4,4:8
+python run.py +experiment=esparse_t1_local
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ def load_model(cfg: Mapping[str, Any]):
     """``(model, tokenizer)`` for a full config (uses ``cfg.model``) or a ``cfg.model`` mapping."""
     from esparse.models import load_model as _load
 
-    model_cfg = cfg["model"] if "model" in cfg else cfg
+    model_cfg = cfg.get("model", cfg)
     cache = (cfg.get("paths") or {}).get("cache_dir") if "model" in cfg else None
     return _load(model_cfg, cache_dir=cache)
 
@@ -32,6 +32,8 @@ def prune(model, tokenizer, cfg: Mapping[str, Any]):
     cal = cfg["calibration"]
     cache = (cfg.get("paths") or {}).get("cache_dir")
     texts = data.load_texts(cal["name"], "calibration", cache, **data.dataset_kwargs(cfg.get("data"), cal["name"]))
-    calib, _ = data.calibration_windows(data.tokenize_stream(texts, tokenizer), cal["nsamples"], cal["seqlen"], cal["seed"])
+    calib, _ = data.calibration_windows(
+        data.tokenize_stream(texts, tokenizer), cal["nsamples"], cal["seqlen"], cal["seed"]
+    )
     device = next(model.parameters()).device
     return prune_model(model, calib, PruneSpec.from_cfg(cfg), batch_size=cal.get("batch_size", 4), device=device)

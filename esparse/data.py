@@ -160,9 +160,7 @@ def tokenize_stream(texts: list[str], tokenizer) -> torch.Tensor:
     return ids
 
 
-def calibration_windows(
-    stream: torch.Tensor, nsamples: int, seqlen: int, seed: int
-) -> tuple[torch.Tensor, list[int]]:
+def calibration_windows(stream: torch.Tensor, nsamples: int, seqlen: int, seed: int) -> tuple[torch.Tensor, list[int]]:
     """``nsamples`` random windows of ``seqlen`` tokens from one token stream, seeded.
 
     Returns the (nsamples, seqlen) ids and the start offsets (their hash goes into the record, so

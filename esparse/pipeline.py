@@ -141,7 +141,9 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
         cal = cfg["calibration"]
         with run_.stage("calibration_data"):
             stream = data.tokenize_stream(
-                data.load_texts(cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])),
+                data.load_texts(
+                    cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])
+                ),
                 tok,
             )
             calib, starts = data.calibration_windows(stream, cal["nsamples"], cal["seqlen"], cal["seed"])
@@ -149,8 +151,13 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
         spec = PruneSpec.from_cfg(cfg)
         with run_.stage("prune"):
             report = prune_model(
-                model, calib, spec, batch_size=cal.get("batch_size", 4), device=device,
-                progress=cfg.get("progress", True), adapter=adapter,
+                model,
+                calib,
+                spec,
+                batch_size=cal.get("batch_size", 4),
+                device=device,
+                progress=cfg.get("progress", True),
+                adapter=adapter,
             )
         mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
         metrics["sparsity/actual"] = mask_report.sparsity
@@ -208,7 +215,11 @@ def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str) -> flo
 
     ev = cfg["eval"]["ppl"]
     return perplexity(
-        model, windows, batch_size=ev.get("batch_size", 4), device=cfg["device"], desc=desc,
+        model,
+        windows,
+        batch_size=ev.get("batch_size", 4),
+        device=cfg["device"],
+        desc=desc,
         progress=cfg.get("progress", True),
     )
 

@@ -82,8 +82,12 @@ class PruneReport:
 
     def layer_permutations(self) -> dict[str, list[int]]:
         """Each group's permutation under the full name of every linear in the group."""
-        return {name: self.permutations[key] for key, names in self.group_members.items()
-                if key in self.permutations for name in names}
+        return {
+            name: self.permutations[key]
+            for key, names in self.group_members.items()
+            if key in self.permutations
+            for name in names
+        }
 
     @property
     def retained_before(self) -> float:
@@ -137,13 +141,17 @@ def prune_model(
         groups = adapter.linear_groups(block)
         stats = [
             ChannelStats(
-                group[0][1].in_features, bins=spec.bins, entropy="entropy" in needs, hessian="hessian" in needs, device=device
+                group[0][1].in_features,
+                bins=spec.bins,
+                entropy="entropy" in needs,
+                hessian="hessian" in needs,
+                device=device,
             )
             for group in groups
         ]
         hooks = [
             group[0][1].register_forward_hook(_stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}"))
-            for group, st in zip(groups, stats)
+            for group, st in zip(groups, stats, strict=True)
         ]
         try:
             _run_block(block, inps, kwargs, i)
@@ -157,7 +165,7 @@ def prune_model(
             for h in hooks:
                 h.remove()
 
-        for group, st in zip(groups, stats):
+        for group, st in zip(groups, stats, strict=True):
             prefix = f"{adapter.blocks_path}.{i}"
             _prune_group(prefix, group, st, spec, score_fn, perm_fn, report)
         del stats
@@ -214,7 +222,7 @@ def _prune_group(
         info["upper_bound"] = permutations.upper_bound(stacked, pattern.n, pattern.m)
         report.groups[name] = info
 
-    for (path, lin), score in zip(group, group_scores):
+    for (path, lin), score in zip(group, group_scores, strict=True):
         w = lin.weight.data
         if perm is not None:
             w, score = w[:, perm], score[:, perm]

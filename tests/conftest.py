@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-WORDS = (
-    "the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
-    "they you were her she there been one all we their has would when if so no will more can its out into up"
+WORDS = (  # noqa: SIM905 (one readable line of words)
+    "the of and to in a is that for it as was with be by on not he this are or his from at which but have "
+    "an they you were her she there been one all we their has would when if so no will more can its out into up"
 ).split()
 
 
@@ -30,8 +30,14 @@ def tiny_llama(seed: int = 0, vocab: int = 128):
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
     )
     return LlamaForCausalLM(cfg).eval()
 
@@ -41,8 +47,15 @@ def tiny_opt(seed: int = 0, vocab: int = 128):
 
     torch.manual_seed(seed)
     cfg = OPTConfig(
-        vocab_size=vocab, hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=256, word_embed_proj_dim=32, dropout=0.0, attention_dropout=0.0,
+        vocab_size=vocab,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=256,
+        word_embed_proj_dim=32,
+        dropout=0.0,
+        attention_dropout=0.0,
     )
     return OPTForCausalLM(cfg).eval()
 

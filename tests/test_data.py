@@ -41,7 +41,7 @@ def test_calibration_windows_seeded():
     b, sb = data.calibration_windows(stream, 8, 16, seed=0)
     c, sc = data.calibration_windows(stream, 8, 16, seed=1)
     assert torch.equal(a, b) and sa == sb and sa != sc
-    for row, s in zip(a, sa):
+    for row, s in zip(a, sa, strict=True):
         assert torch.equal(row, torch.arange(s, s + 16))
     with pytest.raises(ValueError, match="nsamples=0"):
         data.calibration_windows(stream, 0, 16, seed=0)

@@ -53,13 +53,14 @@ def test_blockwise_equals_full_forward_reference(make):
         groups = adapter.linear_groups(block)
         stats = [ChannelStats(g[0][1].in_features, entropy=False) for g in groups]
         hooks = [
-            g[0][1].register_forward_hook(lambda mod, a, o, st=st: st.update(a[0])) for g, st in zip(groups, stats)
+            g[0][1].register_forward_hook(lambda mod, a, o, st=st: st.update(a[0]))
+            for g, st in zip(groups, stats, strict=True)
         ]
         with torch.no_grad():
             ref(input_ids=calib, use_cache=False)  # full forward through the pruned earlier blocks
         for h in hooks:
             h.remove()
-        for group, st in zip(groups, stats):
+        for group, st in zip(groups, stats, strict=True):
             st.finalize()
             for _, lin in group:
                 w = lin.weight.data
@@ -68,7 +69,7 @@ def test_blockwise_equals_full_forward_reference(make):
                 order = torch.sort(score.reshape(w.shape[0], -1, 4), dim=-1, stable=True).indices[..., :2]
                 keep.reshape(w.shape[0], -1, 4).scatter_(-1, order, False)
                 lin.weight.data = w * keep
-    for (name, a), (_, b) in zip(_linears(fast), _linears(ref)):
+    for (name, a), (_, b) in zip(_linears(fast), _linears(ref), strict=True):
         assert torch.equal(a.weight == 0, b.weight == 0), name
         torch.testing.assert_close(a.weight, b.weight, rtol=0, atol=0)
 
@@ -79,7 +80,7 @@ def test_deterministic_masks():
         model = tiny_llama()
         prune_model(model, _calib(), PruneSpec("wanda", Pattern.parse("2:4")), progress=False)
         masks.append([lin.weight == 0 for _, lin in _linears(model)])
-    assert all(torch.equal(a, b) for a, b in zip(*masks))
+    assert all(torch.equal(a, b) for a, b in zip(*masks, strict=True))
 
 
 def test_nonfinite_activations_named():

@@ -11,7 +11,12 @@ from esparse import tracking
 
 def test_hash_ignores_non_semantic_keys():
     a = {"model": {"name": "x"}, "metric": {"name": "wanda"}, "results_dir": "r1", "logger": {"name": "none"}}
-    b = {"metric": {"name": "wanda"}, "model": {"name": "x"}, "results_dir": "r2", "logger": {"name": "wandb"}}
+    b = {
+        "metric": {"name": "wanda"},
+        "model": {"name": "x"},
+        "results_dir": "r2",
+        "logger": {"name": "wandb"},
+    }
     c = {"model": {"name": "x"}, "metric": {"name": "esparse"}}
     assert tracking.config_hash(a) == tracking.config_hash(b)
     assert tracking.config_hash(a) != tracking.config_hash(c)
