@@ -70,6 +70,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
             form = cfg["metric"].get("form", "alpha_entropy")
             if form not in ("alpha_entropy", "alpha_norm"):
                 problems.append(f"metric.form: {form!r} is not one of ['alpha_entropy', 'alpha_norm']")
+            alpha = cfg["metric"].get("alpha", 70.0)
+            if alpha != "auto" and (isinstance(alpha, (str, bool)) or not alpha > 0):
+                problems.append(f"metric.alpha: {alpha!r} must be a positive number or 'auto'")
         shuffle = (cfg.get("shuffle") or {}).get("name", "none")
         if shuffle not in permutation.names():
             problems.append(f"shuffle.name: {shuffle!r} is not one of {sorted(permutation.names())}")

@@ -112,17 +112,26 @@ def ria(weight: torch.Tensor, stats: Any, a: float = 0.5) -> torch.Tensor:
 
 @register("esparse", needs={"norm", "entropy"})
 def esparse(
-    weight: torch.Tensor, stats: Any, alpha: float = 70.0, form: str = "alpha_entropy"
+    weight: torch.Tensor, stats: Any, alpha: float | str = 70.0, form: str = "alpha_entropy"
 ) -> torch.Tensor:
     """|W_ij| · (α·H_j + ‖X_j‖₂) (``alpha_entropy``) or |W_ij| · (H_j + α·‖X_j‖₂) (``alpha_norm``).
 
     The paper's α = 70 "keeps entropy and norm at the same magnitude"; entropy ≤ ln 100 ≈ 4.6 while
     norms reach hundreds, so the default scales the entropy (DESIGN.md §3 reconstruction note).
+    That balance depends on the norm scale (which grows with sqrt(seqlen) under Wanda's convention,
+    and differs per model and layer), so ``alpha="auto"`` applies the paper's stated intent per
+    layer: α = mean‖X‖/mean H (alpha_entropy) or mean H/mean‖X‖ (alpha_norm), making both terms
+    equal on average.
     """
     if form not in ESPARSE_FORMS:
         raise ValueError(f"unknown esparse form {form!r}; expected one of {ESPARSE_FORMS}")
     h = _channel(stats, "entropy", weight)
     nrm = _channel(stats, "norm", weight)
+    if alpha == "auto":
+        num, den = (nrm.mean(), h.mean()) if form == "alpha_entropy" else (h.mean(), nrm.mean())
+        alpha = float(num / den) if float(den) > 0 else 1.0
+    elif isinstance(alpha, (str, bool)):
+        raise ValueError(f"metric.alpha={alpha!r} must be a number or 'auto'")
     factor = alpha * h + nrm if form == "alpha_entropy" else h + alpha * nrm
     return _abs(weight) * factor
 

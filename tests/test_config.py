@@ -36,6 +36,7 @@ def test_default_config_is_valid():
         (["model.path=/nonexistent/dir"], "model.path"),
         (["stages=[prune,evaluate]"], "stages: 'evaluate'"),
         (["metric.form=beta"], "metric.form: 'beta'"),
+        (["metric.alpha=-1"], "metric.alpha: -1"),
     ],
 )
 def test_each_rule_names_key_and_value(overrides, expected):

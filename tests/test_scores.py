@@ -131,3 +131,17 @@ def test_scores_with_real_stats_and_bad_shapes():
         scores.get("magnitude")(torch.ones(4), None)
     with pytest.raises(TypeError):
         scores.get("wanda")(W, st, alpha=3)
+
+
+def test_esparse_alpha_auto_balances_terms():
+    """alpha='auto': alpha = mean||X|| / mean H, so both terms weigh the same on average."""
+    w = torch.tensor([[1.0, -2.0]])
+    st = SimpleNamespace(norm=torch.tensor([10.0, 30.0]), entropy=torch.tensor([1.0, 3.0]))
+    # mean norm 20, mean H 2 -> alpha 10; factor_j = 10*H_j + norm_j = [20, 60]
+    out = scores.get("esparse")(w, st, alpha="auto")
+    torch.testing.assert_close(out, torch.tensor([[20.0, 120.0]]))
+    # alpha_norm: alpha = 2/20 = 0.1; factor = H + 0.1*norm = [2, 6]
+    out = scores.get("esparse")(w, st, alpha="auto", form="alpha_norm")
+    torch.testing.assert_close(out, torch.tensor([[2.0, 12.0]]))
+    with pytest.raises(ValueError, match="metric.alpha"):
+        scores.get("esparse")(w, st, alpha="seventy")
