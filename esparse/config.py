@@ -100,6 +100,15 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if ctx and isinstance(ev.get("seqlen"), int) and ev["seqlen"] > ctx:
             problems.append(f"eval.ppl.seqlen: {ev['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}")
 
+    zs = (cfg.get("eval") or {}).get("zeroshot") or {}
+    if "eval" in stages and zs.get("tasks"):
+        from esparse.evaluation.zeroshot import resolve_config
+
+        try:
+            resolve_config(zs)
+        except ValueError as e:
+            problems.append(str(e))
+
     if model.get("path") and not (Path(str(model["path"])).expanduser() / "config.json").is_file():
         problems.append(f"model.path: {model['path']!r} has no config.json")
     if model.get("source") not in ("bundled_gguf", "hub") and not model.get("path"):

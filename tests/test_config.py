@@ -37,6 +37,7 @@ def test_default_config_is_valid():
         (["stages=[prune,evaluate]"], "stages: 'evaluate'"),
         (["metric.form=beta"], "metric.form: 'beta'"),
         (["metric.alpha=-1"], "metric.alpha: -1"),
+        (["eval.zeroshot.tasks=[piqa_local]", "eval.zeroshot.batch_size=0"], "eval.zeroshot.batch_size"),
     ],
 )
 def test_each_rule_names_key_and_value(overrides, expected):
