@@ -86,8 +86,9 @@ def register(name: str) -> Callable[[PermFn], PermFn]:
             _check(score, n, m)
             c = score.shape[1]
             perm = _check_perm(fn(score, n, m, **kw), c).to(score.device)
-            if _retained(score[:, perm], n, m) < _retained(score, n, m):
-                return torch.arange(c, device=score.device)
+            identity = torch.arange(c, device=score.device)
+            if not torch.equal(perm, identity) and _retained(score[:, perm], n, m) < _retained(score, n, m):
+                return identity
             return perm
 
         _REGISTRY[name] = guarded
@@ -130,12 +131,12 @@ def _network(m: int) -> tuple[tuple[int, int], ...]:
     return tuple((i, i + 1) for rnd in range(m) for i in range(rnd % 2, m - 1, 2))
 
 
-def _sorted_desc(x: Tensor, dim: int) -> list[Tensor]:
-    """The m slices of ``x`` along ``dim``, sorted descending elementwise by a sorting network.
+def _sorted_desc(x: Tensor | list[Tensor], dim: int = 0) -> list[Tensor]:
+    """The m slices of ``x`` along ``dim`` (or the m given tensors), sorted descending elementwise.
 
-    ``torch.sort`` over a length-4 dimension is ~8x slower than a few elementwise max/min.
+    A sorting network: ``torch.sort`` over a length-4 dimension is ~8x slower than a few max/min.
     """
-    xs = list(x.unbind(dim))
+    xs = list(x) if isinstance(x, list) else list(x.unbind(dim))
     for i, j in _network(len(xs)):
         xs[i], xs[j] = torch.maximum(xs[i], xs[j]), torch.minimum(xs[i], xs[j])
     return xs
@@ -254,7 +255,7 @@ def _swap_search(
         its += 1
         blk = live.nonzero().squeeze(1)
         tol = _REL_TOL * total[blk].abs().mean(-1).float()
-        gb_in = gain_in[blk]
+        gb_in = gain_in if len(blk) == nb else gain_in[blk]
         gain = gb_in + gb_in.transpose(1, 2) - loss[blk, :, None] - loss[blk, None, :]
         gain.masked_fill_(same_group, float("-inf"))
         pair = gain.view(-1, g, m, g, m).permute(0, 1, 3, 2, 4).reshape(-1, g, g, m * m)
@@ -304,7 +305,7 @@ def _swap_search(
         col_changed = changed[ub].repeat_interleave(m, dim=1)  # (len(ub), block)
         width = int(col_changed.sum(1).max())
         cols = torch.sort(col_changed.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :width]
-        fresh = _relu_gain(x[ub], thr[ub[:, None], cols])  # (len(ub), block, width)
+        fresh = _relu_gain(x if len(ub) == nb else x[ub], thr[ub[:, None], cols])  # (len(ub), block, width)
         gain_in[ub[:, None, None], torch.arange(block, device=dev)[None, :, None], cols[:, None, :]] = fresh
     return perm, its
 
@@ -406,9 +407,9 @@ def _ria_cp_lsa(
     slots = perm.view(num_groups, m)
     groups = st[perm].view(num_groups, m, r)  # kept in sync with perm
     ids = torch.arange(num_groups, device=dev)
-    others = [[q for q in range(m) if q != p] for p in range(m)]
-    scale = float(st.sum(dtype=torch.float64))
-    total = _group_retained(groups, k, -2).sum(-1, dtype=torch.float64)  # retained per group
+    mass = st.sum(-1, dtype=torch.float64)  # per channel: bounds the retained score it can carry
+    # float32 rows of retained_score carry <= (k-1) ulps each: a gain must beat that to be kept
+    tol = max(_REL_TOL, 4 * k * torch.finfo(torch.float32).eps)
     for sweep in range(sweeps):
         by_size: dict[int, list[Tensor]] = {}
         for ch in _communities(num_groups, communities, sweep):
@@ -422,7 +423,7 @@ def _ria_cp_lsa(
         gained = 0.0
         for p in range(m):
             cand = groups[:, p]
-            thr = _sorted_desc(groups[:, others[p]], -2)[k - 1]  # k-th largest of the other members
+            thr = _sorted_desc([groups[:, q] for q in range(m) if q != p])[k - 1]  # k-th largest of the rest
             target = ids.clone()  # target[g]: new group of the channel now at (g, p)
             for bt in batches:
                 gains = _relu_gain(cand[bt], thr[bt]).cpu().numpy()  # (chunks, size, size)
@@ -432,23 +433,24 @@ def _ria_cp_lsa(
             mv = (target != ids).nonzero().squeeze(1)
             if mv.numel() == 0:
                 continue
-            # exact check, as retained_score computes it: the moved-into groups with their new member
+            # exact float64 gain per community: a group's retained is rest + relu(member - thr)
             dest = target[mv]
-            new = groups[dest]
-            new[:, p] = cand[mv]
-            new_total = _group_retained(new, k, -2).sum(-1, dtype=torch.float64)
+            a64 = cand[mv].double()
+            delta = (a64 - thr[dest].double()).clamp_min(0).sum(-1) - (a64 - thr[mv].double()).clamp_min(0).sum(-1)
             per_chunk = torch.zeros(first, dtype=torch.float64, device=dev)
-            per_chunk.index_add_(0, chunk_of[dest], new_total - total[dest])
-            ok = per_chunk > 0
-            acc = ok[chunk_of[dest]]
+            per_chunk.index_add_(0, chunk_of[mv], delta)
+            at_stake = torch.zeros_like(per_chunk).index_add_(
+                0, chunk_of[mv], mass[slots[dest]].sum(-1) + mass[slots[mv, p]]
+            )
+            ok = per_chunk > tol * at_stake
+            acc = ok[chunk_of[mv]]
             if not bool(acc.any()):
                 continue
             gained += float(per_chunk[ok].sum())
             src, dest = mv[acc], dest[acc]
             slots[dest, p] = slots[src, p].clone()
             groups[dest, p] = cand[src]
-            total[dest] = new_total[acc]
-        if gained <= _REL_TOL * scale:
+        if gained <= _REL_TOL * float(mass.sum()):
             break
     return perm
 
