@@ -150,6 +150,8 @@ def _group_retained(groups: Tensor, k: int, dim: int) -> Tensor:
 
 def _retained(score: Tensor, n: int, m: int) -> float:
     r, c = score.shape
+    if score.dtype in (torch.float16, torch.bfloat16):  # half rounding would swamp real differences
+        score = score.float()
     kept = _group_retained(score.reshape(r, c // m, m), m - n, dim=-1)
     return float(kept.sum(dtype=torch.float64))
 
@@ -232,8 +234,9 @@ def _swap_search(
     all blocks are searched at once. ``multi`` applies, per iteration, a greedy matching of the best
     swap per group pair (disjoint group pairs have independent gains); otherwise only the single best
     swap (the classic greedy). A proposed swap is kept only if the two groups' retained score,
-    recomputed as ``retained_score`` does (float32 rows, float64 sum), goes up, so the search never
-    loses; a block stops when it has nothing left to apply. Returns (perm, iterations used).
+    recomputed as ``retained_score`` does (float32 rows, float64 sum), goes up by more than float32
+    rounding could fake, so the search never loses; a block stops when it has nothing left to apply.
+    Returns (perm, iterations used).
     """
     c, r = st.shape
     nb, g, k = c // block, block // m, m - n
@@ -249,6 +252,8 @@ def _swap_search(
     grp = torch.arange(block, device=dev) // m
     same_group = grp[:, None] == grp[None, :]
     offs = torch.arange(m, device=dev)
+    # float32 rows carry <= (k-1) ulps (plus one from a float64 input): a kept gain must beat that
+    exact_tol = max(_REL_TOL, 4 * k * torch.finfo(torch.float32).eps)
     live = torch.ones(nb, dtype=torch.bool, device=dev)
     its = 0
     while its < max_iters and bool(live.any()):
@@ -284,7 +289,8 @@ def _swap_search(
         new[rows, 0, si % m], new[rows, 1, sj % m] = x[b, sj], x[b, si]
         n_top, n_thr, n_loss = _leave_one_out(new, k)
         n_total = n_top.sum(-1, dtype=torch.float64)  # (ns, 2)
-        keep = (n_total.sum(1) > total[b, ga] + total[b, gb]).nonzero().squeeze(1)
+        before = total[b, ga] + total[b, gb]
+        keep = (n_total.sum(1) - before > exact_tol * before.abs()).nonzero().squeeze(1)
         moved = torch.zeros(nb, dtype=torch.bool, device=dev)
         moved[b[keep]] = True
         live[blk] &= moved[blk]

@@ -149,8 +149,9 @@ def test_every_method_returns_a_bijection(name, r, c, n, m):
     nm=st.sampled_from([(1, 4), (2, 4), (3, 4), (4, 8)]),
     seed=st.integers(0, 2**16),
     heavy=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64, torch.float16]),
 )
-def test_no_method_retains_less_than_identity(r, c, nm, seed, heavy):
+def test_no_method_retains_less_than_identity(r, c, nm, seed, heavy, dtype):
     n, m = nm
     if c % m:
         return
@@ -158,6 +159,7 @@ def test_no_method_retains_less_than_identity(r, c, nm, seed, heavy):
     score = torch.rand(r, c, generator=g)
     if heavy:  # heavy-tailed columns, like |W|·||X||
         score = score * torch.exp(2 * torch.randn(c, generator=g))
+    score = score.to(dtype)
     base = P.retained_score(score, n, m)
     got = {name: P.retained_score(score, n, m, P.get(name)(score, n, m, **FAST_KW.get(name, {}))) for name in METHODS}
     bound = P.upper_bound(score, n, m)
