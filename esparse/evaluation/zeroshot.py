@@ -83,7 +83,7 @@ def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
 
     inc = c["include_path"]
     extra = [] if inc is None else [inc] if isinstance(inc, str | os.PathLike) else list(inc)
-    paths = [LOCAL_TASKS_DIR, *(_resolve(p) for p in extra)]
+    paths = list(dict.fromkeys([LOCAL_TASKS_DIR, *(_resolve(p) for p in extra)]))
     for p in paths:
         if not p.is_dir():
             raise ValueError(f"eval.zeroshot.include_path: {p} is not a directory")
