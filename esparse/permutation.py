@@ -209,9 +209,10 @@ def _leave_one_out(groups: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     xs = _sorted_desc(groups, -2)
     top = functools.reduce(torch.add, xs[1:k], xs[0])
     kth, nxt = xs[k - 1].unsqueeze(-2), xs[k].unsqueeze(-2)
-    in_top = groups >= kth
-    thr = torch.where(in_top, nxt, kth)
-    loss = torch.where(in_top, groups - nxt, torch.zeros((), dtype=groups.dtype)).sum(-1)
+    # a kept member (>= kth) leaves its slot to the (k+1)-th and costs member - nxt; the others
+    # (<= nxt) cost nothing and see kth as their threshold
+    thr = torch.where(groups >= kth, nxt, kth)
+    loss = (groups - nxt).clamp_min_(0).sum(-1)
     return top, thr, loss
 
 
