@@ -42,8 +42,12 @@ def save_pruned(
     return save_dir
 
 
-def load_pruned(save_dir: str | Path, device: str = "cpu"):
-    """``(model, tokenizer, sidecar)``; raises ValueError naming the layer if the pattern is broken."""
+def load_pruned(save_dir: str | Path, device: str = "cpu", deploy: bool = False):
+    """``(model, tokenizer, sidecar)``; raises ValueError naming the layer if the pattern is broken.
+
+    ``deploy=True`` also rewrites permuted layers into their N:M-contiguous deployed form
+    (:func:`esparse.deploy.deploy`); the logits do not change.
+    """
     from esparse.masks import check
     from esparse.models.loading import load_model
 
@@ -53,4 +57,8 @@ def load_pruned(save_dir: str | Path, device: str = "cpu"):
         raise FileNotFoundError(f"{save_dir} has no readable {SIDECAR}: not an esparse checkpoint")
     model, tok = load_model({"path": str(save_dir), "dtype": "float32"}, device=device)
     check(model, sidecar["pattern"], permutations=sidecar.get("permutations")).raise_if_bad()
+    if deploy and sidecar.get("permutations"):
+        from esparse.deploy import deploy as _deploy
+
+        _deploy(model, sidecar["permutations"])
     return model, tok, sidecar
