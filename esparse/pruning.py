@@ -129,7 +129,7 @@ def prune_model(
 
     inps: list[torch.Tensor] = []
     kwargs: dict[int, list[dict]] = {}
-    for start in range(0, calib_ids.shape[0], batch_size):
+    for start in range(0, calib_ids.shape[0] if needs else 0, batch_size):
         ids = calib_ids[start : start + batch_size].to(device)
         hidden, per_block = capture_block_kwargs(model, adapter, ids)
         inps.append(hidden)
@@ -137,6 +137,12 @@ def prune_model(
     report.seconds["capture"] = time.perf_counter() - t0
 
     blocks = adapter.blocks(model)
+    if not needs:  # the score ignores activations (magnitude): no calibration forward is needed at all
+        for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
+            for group in adapter.linear_groups(block):
+                _prune_group(f"{adapter.blocks_path}.{i}", group, None, spec, score_fn, perm_fn, report)
+        report.seconds["total"] = time.perf_counter() - t0
+        return report
     for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
         groups = adapter.linear_groups(block)
         stats = [
@@ -187,7 +193,7 @@ def _stat_hook(st: ChannelStats, name: str):
 def _prune_group(
     prefix: str,
     group: list[tuple[str, nn.Linear]],
-    stats: ChannelStats,
+    stats: ChannelStats | None,
     spec: PruneSpec,
     score_fn,
     perm_fn,

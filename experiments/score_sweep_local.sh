@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Every pruning score on the embedded default (SmolLM2-135M, bundled corpus, 32x512 calibration,
-# 32x512 held-out eval) at 2:4 and 4:8: the local counterpart of E-Sparse T1 / RIA T2 / RIA T8.
-# Records land in results/runs/ (resumable: finished configs are skipped).
+# 32x512 held-out eval) at 2:4, then 4:8: the local counterpart of E-Sparse T1 / RIA T2 / RIA T8.
+# Records land in results/runs/ (resumable: finished configs are skipped, so re-run to continue).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
-COMMON=(pattern=2:4,4:8 logger=none progress=false "$@")
-$PY run.py -m metric=magnitude,wanda,sparsegpt,ri,ria,esparse "${COMMON[@]}"
-$PY run.py -m metric=esparse metric.form=alpha_norm "${COMMON[@]}"
-$PY run.py -m metric=esparse metric.alpha=auto "${COMMON[@]}"
-$PY run.py -m metric=wanda,ria metric.reconstruct=true "${COMMON[@]}"
+for pattern in 2:4 4:8; do
+  COMMON=(pattern="$pattern" logger=none progress=false "$@")
+  $PY run.py -m metric=esparse metric.alpha=auto "${COMMON[@]}"
+  $PY run.py -m metric=wanda,ria,sparsegpt,magnitude "${COMMON[@]}"
+  $PY run.py -m metric=esparse "${COMMON[@]}"
+  $PY run.py -m metric=wanda,ria metric.reconstruct=true "${COMMON[@]}"
+  $PY run.py -m metric=ri "${COMMON[@]}"
+  $PY run.py -m metric=esparse metric.form=alpha_norm "${COMMON[@]}"
+done
