@@ -1,4 +1,7 @@
-"""``python -m analysis tables [--results results] [--out results/tables] [--only name,...]``."""
+"""``python -m analysis tables|figures|list [--results results] [--out DIR] [--only name,...]``.
+
+``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
+``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
 
 from __future__ import annotations
 
@@ -15,18 +18,30 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--results", default="results", help="results dir holding runs/ (and bench/)")
     t.add_argument("--out", default=None, help="output dir (default: <results>/tables)")
     t.add_argument("--only", default=None, help="comma-separated table names")
-    sub.add_parser("list", help="list the table names")
+    t.add_argument("--wandb", action="store_true", help="also log tables (wandb.Table) and figures (wandb.Image)")
+    t.add_argument("--figures", default=None, help="figures dir for --wandb (default: <results>/figures)")
+    f = sub.add_parser("figures", help="build every figure from observations, records and benches")
+    f.add_argument("--results", default="results", help="results dir holding observations/, runs/, bench/")
+    f.add_argument("--out", default=None, help="output dir (default: <results>/figures)")
+    f.add_argument("--only", default=None, help="comma-separated figure names")
+    sub.add_parser("list", help="list the table and figure names")
     args = parser.parse_args(argv)
 
     from analysis import tables
 
     if args.command == "list":
+        from analysis import figures
+
         for name in tables.TABLES:
-            print(f"{name:18s} {tables.TITLES.get(name, '')}")
+            print(f"table   {name:26s} {tables.TITLES.get(name, '')}")
+        for name, fn in figures.FIGURES.items():
+            print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
-    out = Path(args.out) if args.out else Path(args.results) / "tables"
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     start = time.perf_counter()
+    if args.command == "figures":
+        return _figures(args.results, args.out, names, start)
+    out = Path(args.out) if args.out else Path(args.results) / "tables"
     try:
         built = tables.build_all(args.results, out, names)
     except tables.TableBuildError as e:
@@ -39,6 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     missing = sum(tables.not_run_count(df) for df in built.values())
     print(
         f"wrote {len(built)} tables to {out} ({cells - missing} of {cells} cells filled, {missing} not run) "
+        f"in {time.perf_counter() - start:.2f} s; index: {out / 'index.md'}"
+    )
+    if args.wandb:
+        from analysis import wandb_tables
+
+        figs = Path(args.figures) if args.figures else Path(args.results) / "figures"
+        where = wandb_tables.log_all(built, figs, dir=Path(args.results) / "wandb")
+        print(f"logged {len(built)} tables and the figures in {figs} to W&B: {where}")
+    return 0
+
+
+def _figures(results: str, out_arg: str | None, names: list[str] | None, start: float) -> int:
+    from analysis import figures
+
+    out = Path(out_arg) if out_arg else Path(results) / "figures"
+    try:
+        status = figures.build_all(results, out, names)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ok = sum(s["status"] == "ok" for s in status.values())
+    print(
+        f"wrote {len(status)} figures to {out} ({ok} from data, {len(status) - ok} placeholders) "
         f"in {time.perf_counter() - start:.2f} s; index: {out / 'index.md'}"
     )
     return 0
