@@ -142,7 +142,7 @@ def test_every_method_returns_a_bijection(name, r, c, n, m):
     assert P.retained_score(score, n, m, perm) <= P.upper_bound(score, n, m) + 1e-4
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(
     r=st.integers(1, 8),
     c=st.sampled_from([8, 16, 24, 32]),
