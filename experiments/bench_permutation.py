@@ -10,10 +10,11 @@ otherwise they are skipped. ``greedy`` (Pool & Yu, O(c² r) per swap search) run
 matrix, the first ``--greedy-cols`` columns of the first shape, where every other method runs too.
 
 Retained is reported as a fraction of the unstructured upper bound (top (1 - n/m)·c scores per row),
-gain as the relative increase over the identity. Seconds (wall) and cpu seconds (process time, all
-threads) include the registry's validation and never-worse-than-identity guard. The load average
-is recorded next to every timing: on a shared CPU wall time under load overstates the code's cost,
-and ``--threads 1`` cpu seconds are the load-robust figure (an upper bound on 2-core wall time).
+gain as the relative increase over the identity. Each method is timed at every ``--threads`` count:
+wall seconds and cpu seconds (process time, all threads), both including the registry's validation
+and never-worse-than-identity guard, with the 1-minute load average. On a shared, loaded CPU wall
+time overstates the code's cost; single-thread cpu seconds are the load-robust figure, and bound
+the unloaded 2-core wall time from above (up to thread overhead).
 Writes ``results/bench/permutation.json`` atomically.
 """
 
@@ -39,6 +40,7 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("esparse_global", {}),
     ("ria_cp", {}),
     ("ria_cp_lsa", {}),
+    ("ria_cp_lsa", {"community_size": 64}),
     ("ria_cp_lsa", {"sweeps": 2}),
     ("esparse", {"block": 8}),
     ("esparse", {"block": 16}),
@@ -63,29 +65,35 @@ def label(name: str, kw: dict[str, Any]) -> str:
     return name + ("(" + ",".join(f"{k}={v}" for k, v in kw.items()) + ")" if kw else "")
 
 
-def measure(score: torch.Tensor, n: int, m: int, runs: list[tuple[str, dict[str, Any]]], repeat: int) -> list[dict]:
+def measure(
+    score: torch.Tensor, n: int, m: int, runs: list[tuple[str, dict[str, Any]]], repeat: int, threads: list[int]
+) -> list[dict]:
     bound = P.upper_bound(score, n, m)
     base = P.retained_score(score, n, m)
     rows = []
     for name, kw in runs:
         fn = P.get(name)
-        load_before = os.getloadavg()[0]
-        times, cpu = [], []
-        for _ in range(repeat):
-            t0, c0 = time.perf_counter(), time.process_time()
-            perm = fn(score, n, m, **kw)
-            times.append(time.perf_counter() - t0)
-            cpu.append(time.process_time() - c0)
+        timing = {}
+        for th in threads:
+            torch.set_num_threads(th)
+            load = os.getloadavg()[0]
+            wall, cpu = [], []
+            for _ in range(repeat):
+                t0, c0 = time.perf_counter(), time.process_time()
+                perm = fn(score, n, m, **kw)
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            timing[th] = {"seconds": min(wall), "cpu_seconds": min(cpu), "seconds_all": wall, "loadavg_1min": load}
         kept = P.retained_score(score, n, m, perm)
         row = {
             "method": name, "kwargs": kw, "label": label(name, kw), "retained": kept,
-            "retained_over_bound": kept / bound, "gain_over_none": kept / base - 1.0,
-            "seconds": min(times), "seconds_all": times, "cpu_seconds": min(cpu),
-            "loadavg_1min": [load_before, os.getloadavg()[0]],
+            "retained_over_bound": kept / bound, "gain_over_none": kept / base - 1.0, "timing": timing,
         }  # fmt: skip
         rows.append(row)
-        print(f"  {row['label']:42} {row['retained_over_bound']:9.5f} {row['gain_over_none']:+9.3%} "
-              f"{row['seconds']:9.3f} {row['cpu_seconds']:9.3f}  (load {load_before:.1f})", flush=True)  # fmt: skip
+        times = " ".join(
+            f"{t['seconds']:8.3f} {t['cpu_seconds']:8.3f} ({t['loadavg_1min']:4.1f})" for t in timing.values()
+        )
+        print(f"  {row['label']:38} {kept / bound:9.5f} {kept / base - 1:+8.3%} {times}", flush=True)
     return rows
 
 
@@ -112,11 +120,10 @@ def main() -> None:
     p.add_argument("--greedy-cols", type=int, default=256)
     p.add_argument("--repeat", type=int, default=1, help="timed runs per method (the minimum is kept)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", default=str(torch.get_num_threads()), help="torch thread counts to time, e.g. 2,1")
     p.add_argument("--out", type=Path, default=Path("results/bench/permutation.json"))
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = [int(t) for t in args.threads.split(",")]
 
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
     patterns = [tuple(int(v) for v in s.split(":")) for s in args.patterns.split(",")]
@@ -138,10 +145,11 @@ def main() -> None:
             cases.append((f"real {name} {score.shape[0]}x{score.shape[1]}", score, n, m, METHODS))
 
     results = []
-    print(f"{'method':44} {'ret/bound':>9} {'vs none':>9} {'seconds':>9} {'cpu s':>9}")
+    heads = " ".join(f"{f'wall {t}T':>8} {f'cpu {t}T':>8} (load)" for t in threads)
+    print(f"{'method':40} {'ret/bound':>9} {'vs none':>8} {heads}")
     for case, score, n, m, runs in cases:
         print(f"{case}  {n}:{m}", flush=True)
-        rows = measure(score, n, m, runs, args.repeat)
+        rows = measure(score, n, m, runs, args.repeat, threads)
         results.append({"case": case, "shape": list(score.shape), "n": n, "m": m, "rows": rows})
 
     record = {
@@ -151,7 +159,7 @@ def main() -> None:
         "results": results,
         "env": {
             "torch": torch.__version__, "scipy": scipy.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "threads_timed": threads,
             "cpu": platform.processor() or platform.machine(), "loadavg_end": list(os.getloadavg()),
         },  # fmt: skip
         "args": {k: str(v) for k, v in vars(args).items()},
