@@ -536,7 +536,7 @@ def _wrap(text: str, width: int) -> Iterable[str]:
 
 
 def build_all(
-    results_dir: str | Path, out_dir: str | Path, names: Iterable[str] | None = None
+    results_dir: str | Path, out_dir: str | Path, names: Iterable[str] | None = None, dpi: int = DPI
 ) -> dict[str, dict[str, str]]:
     """Every figure → ``out_dir/<name>.png`` plus ``index.md``; ``{name: {"status", "path", "reason"}}``.
 
@@ -557,7 +557,7 @@ def build_all(
         except NoData as e:
             fig, state, reason = placeholder(name, str(e)), "no data", str(e)
             print(f"{name}: no data: {reason}")
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi=dpi)
         plt.close(fig)
         status[name] = {"status": state, "path": str(path), "reason": reason}
     lines = ["# Figures", "", f"Built from `{Path(results_dir)}` by `python -m analysis figures`.", "",
