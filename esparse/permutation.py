@@ -116,22 +116,24 @@ def names() -> list[str]:
 
 @functools.cache
 def _network(m: int) -> tuple[tuple[int, int], ...]:
-    """Comparators of a sorting network on m wires: Batcher odd-even merge sort when m is a power of
-    two (5 for m=4, 19 for m=8), else odd-even transposition (m rounds)."""
-    if m & (m - 1) == 0:
-        pairs = []
-        p = 1
-        while p < m:
-            k = p
-            while k >= 1:
-                for j in range(k % p, m - k, 2 * k):
-                    for i in range(min(k, m - j - k)):
-                        if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                            pairs.append((i + j, i + j + k))
-                k //= 2
-            p *= 2
-        return tuple(pairs)
-    return tuple((i, i + 1) for rnd in range(m) for i in range(rnd % 2, m - 1, 2))
+    """Comparators (i < j) of Batcher's odd-even merge sort on m wires: 3 for m=3, 5 for m=4, 19 for m=8.
+
+    For m not a power of two, the network of the next power of two minus every comparator touching a
+    wire >= m: those wires would hold -inf at the bottom, where such comparators do nothing.
+    """
+    size = 1 << max(m - 1, 0).bit_length()
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < m:
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
 
 
 def _sorted_desc(x: Tensor | list[Tensor], dim: int = 0) -> list[Tensor]:

@@ -69,7 +69,7 @@ def test_retained_score_matches_python_for_4_8_and_6_wide_groups():
         assert P.retained_score(score, n, m, perm) == pytest.approx(_retained(score, n, m, perm.tolist()), rel=1e-12)
 
 
-@pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 8])
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6, 7, 8, 12])
 def test_sorting_network_sorts_every_zero_one_input(m):
     # 0-1 principle: a comparator network sorting all 2^m binary inputs sorts everything
     bits = torch.tensor(list(itertools.product([0.0, 1.0], repeat=m)))  # (2^m, m)
