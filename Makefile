@@ -24,14 +24,23 @@ test: install ## fast test suite (not slow)
 test-full: install ## every test, including slow end-to-end runs on the real embedded model
 	$(PY) -m pytest -q $(ARGS)
 
-lint: install ## ruff
-	$(VENV)/bin/ruff check esparse analysis experiments tests run.py
+lint: install ## ruff check + format check (notebooks included)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 tables: install ## every paper table from results/runs/*.json -> results/tables/
 	$(PY) -m analysis tables --results results --out results/tables
 
 figures: install ## observation figures -> results/figures/
 	$(PY) -m analysis figures --results results --out results/figures
+
+LOCAL_PRESETS ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*_local.yaml))))
+reproduce-local: install ## every *_local paper-table preset on the CPU (~7 h idle, experiments/README.md), then tables + figures
+	@failed=""; for p in $(LOCAL_PRESETS); do \
+		echo "== $$p"; $(PY) run.py -m +experiment=$$p $(ARGS) || failed="$$failed $$p"; \
+	done; \
+	$(MAKE) --no-print-directory tables figures; \
+	if [ -n "$$failed" ]; then echo "presets with failed runs:$$failed (their records say why; rerun to resume)"; exit 1; fi
 
 clean: ## remove caches and outputs (keeps results/ records)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
