@@ -19,36 +19,102 @@ import pandas as pd
 
 #: the config fields the tables key on (INTERFACES.md "Config fields the analysis keys on")
 CONFIG_COLUMNS = (
-    "model", "metric", "form", "reconstruct", "pattern", "n", "m", "sparsity", "shuffle",
-    "calibration", "nsamples", "experiment", "status", "config_hash",
+    "model",
+    "metric",
+    "form",
+    "reconstruct",
+    "pattern",
+    "n",
+    "m",
+    "sparsity",
+    "shuffle",
+    "calibration",
+    "nsamples",
+    "experiment",
+    "status",
+    "config_hash",
 )
 #: derived or extra fields the matching also needs
 EXTRA_COLUMNS = (
-    "pattern_kind", "metric_a", "metric_alpha", "shuffle_block", "bench_backend", "ppl_split",
-    "device", "finished_at", "path",
+    "pattern_kind",
+    "metric_a",
+    "metric_alpha",
+    "shuffle_block",
+    "bench_backend",
+    "ppl_split",
+    "device",
+    "finished_at",
+    "path",
 )
 
 BENCH_COLUMNS = (
-    "source", "config_hash", "model", "device", "backend", "dtype", "pattern", "layer", "stage", "tokens",
-    "dense_ms", "sparse_ms", "speedup", "shuffle", "escapes", "rows", "cols", "seconds",
-    "dense_bytes", "compressed_bytes", "finished_at",
+    "source",
+    "config_hash",
+    "model",
+    "device",
+    "backend",
+    "dtype",
+    "pattern",
+    "layer",
+    "stage",
+    "tokens",
+    "dense_ms",
+    "sparse_ms",
+    "speedup",
+    "shuffle",
+    "escapes",
+    "rows",
+    "cols",
+    "seconds",
+    "dense_bytes",
+    "compressed_bytes",
+    "finished_at",
 )
 
 #: a bench row's layer name -> the paper's GEMM kind (separate q/k/v or gate/up rows are summed)
 LAYER_ALIASES = {
-    "qkv": ("qkv", "q/k/v", "q_k_v", "qkv_proj", "query_key_value", "attn_qkv", "q_proj", "k_proj", "v_proj",
-            "q", "k", "v"),
+    "qkv": (
+        "qkv",
+        "q/k/v",
+        "q_k_v",
+        "qkv_proj",
+        "query_key_value",
+        "attn_qkv",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "q",
+        "k",
+        "v",
+    ),
     "att_out": ("att_out", "attn_out", "attention_output", "o_proj", "out_proj", "o", "dense"),
-    "ffn1": ("ffn1", "ffn-1", "ffn_1", "fc1", "up", "up_proj", "gate", "gate_proj", "gate_up", "gate_up_proj",
-             "w1", "w3"),
+    "ffn1": (
+        "ffn1",
+        "ffn-1",
+        "ffn_1",
+        "fc1",
+        "up",
+        "up_proj",
+        "gate",
+        "gate_proj",
+        "gate_up",
+        "gate_up_proj",
+        "w1",
+        "w3",
+    ),
     "ffn2": ("ffn2", "ffn-2", "ffn_2", "fc2", "down", "down_proj", "w2"),
 }
 STAGE_ALIASES = {
     "context": ("context", "context-stage", "context_stage", "prefill", "ctx", "prompt"),
     "decode": ("decode", "decoder", "decoding", "generation", "generate", "gen", "token"),
 }
-SHUFFLE_ALIASES = {"cp": "ria_cp_lsa", "cp_lsa": "ria_cp_lsa", "channel_permutation": "ria_cp_lsa",
-                   "cp_heuristic": "ria_cp", "pool_yu": "greedy"}
+SHUFFLE_ALIASES = {
+    "cp": "ria_cp_lsa",
+    "cp_lsa": "ria_cp_lsa",
+    "channel_permutation": "ria_cp_lsa",
+    "cp_heuristic": "ria_cp",
+    "pool_yu": "greedy",
+}
 _LAYER = {alias: kind for kind, names in LAYER_ALIASES.items() for alias in names}
 _STAGE = {alias: stage for stage, names in STAGE_ALIASES.items() for alias in names}
 
@@ -161,12 +227,17 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
     return row
 
 
+RECORD_DIRS = ("runs", "reference/runs")
+
+
 def read_records(results_dir: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """All records under ``results_dir/runs`` (any status) and a list of ``"path: reason"`` for
-    the files that could not be read. A missing directory is an empty frame, not an error."""
-    runs = Path(results_dir) / "runs"
+    """All records under ``results_dir/runs`` (your runs) and ``results_dir/reference/runs`` (the
+    committed records of runs we made, so a fresh clone's tables show measured numbers), any status,
+    and a list of ``"path: reason"`` for the files that could not be read. Where both hold the same
+    config, ``done`` prefers the newest. A missing directory is an empty frame, not an error."""
     rows, errors = [], []
-    for path in sorted(runs.glob("*.json")) if runs.is_dir() else []:
+    paths = [p for d in RECORD_DIRS for p in sorted((Path(results_dir) / d).glob("*.json"))]
+    for path in paths:
         try:
             rows.append(flatten_record(json.loads(path.read_text()), path))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
@@ -328,11 +399,15 @@ def _memory_rows(reports: Mapping[str, Any], top: Mapping[str, Any]) -> list[dic
     for arch, rep in reports.items():
         if not isinstance(rep, Mapping) or _num(rep.get("dense_bytes")) is None:
             return None
-        rows.append({
-            "model": arch, "dense_bytes": rep.get("dense_bytes"),
-            "compressed_bytes": rep.get("compressed_bytes"), "device": "computed from shapes",
-            "pattern": rep.get("pattern") or top.get("pattern"),
-        })
+        rows.append(
+            {
+                "model": arch,
+                "dense_bytes": rep.get("dense_bytes"),
+                "compressed_bytes": rep.get("compressed_bytes"),
+                "device": "computed from shapes",
+                "pattern": rep.get("pattern") or top.get("pattern"),
+            }
+        )
     return rows
 
 
@@ -349,19 +424,26 @@ def bench_rows_from_records(records: pd.DataFrame) -> list[dict[str, Any]]:
     if d.empty or not (keys or has_memory):
         return out
     for rec in d.to_dict("records"):
+
         def first(*keys: str, rec: dict = rec) -> Any:
             return next((rec[k] for k in keys if not is_missing(rec.get(k))), None)
 
         device, backend = first("bench/device", "device"), first("bench/backend", "bench_backend")
         common = {
-            "model": rec.get("model"), "device": device, "backend": backend, "pattern": rec.get("pattern"),
-            "dtype": rec.get("bench/dtype"), "config_hash": rec.get("config_hash"),
+            "model": rec.get("model"),
+            "device": device,
+            "backend": backend,
+            "pattern": rec.get("pattern"),
+            "dtype": rec.get("bench/dtype"),
+            "config_hash": rec.get("config_hash"),
             "finished_at": rec.get("finished_at"),
         }
         source = f"record:{rec.get('config_hash')}"
         if has_memory and _num(rec.get("bench/memory/dense_bytes")) is not None:
-            mem = {"dense_bytes": rec["bench/memory/dense_bytes"],
-                   "compressed_bytes": rec.get("bench/memory/compressed_bytes")}
+            mem = {
+                "dense_bytes": rec["bench/memory/dense_bytes"],
+                "compressed_bytes": rec.get("bench/memory/compressed_bytes"),
+            }
             out.append(_bench_row({**common, **mem}, {}, source))
         grouped: dict[tuple[str, str], dict[str, Any]] = {}
         for k in keys:
@@ -376,9 +458,7 @@ def bench_rows_from_records(records: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def read_bench(
-    results_dir: str | Path, records: pd.DataFrame | None = None
-) -> tuple[pd.DataFrame, list[str]]:
+def read_bench(results_dir: str | Path, records: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Bench rows from the records' ``bench/gemm/...`` metrics and from ``results_dir/bench/*.json``."""
     file_rows, warnings = read_bench_files(results_dir)
     rec_rows = bench_rows_from_records(records) if records is not None else []

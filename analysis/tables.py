@@ -44,16 +44,14 @@ OUT_COLUMNS = ["row", "column", "paper", "ours", "diff", "ours_model", "device",
 #: the columns that describe our run (all "not run" where nothing ran)
 OUR_COLUMNS = ("ours", "diff", "device", "config_hash")
 
-PAPER_CALIBRATION = "c4"       # both papers: 128 x 2048-token C4 samples
+PAPER_CALIBRATION = "c4"  # both papers: 128 x 2048-token C4 samples
 LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus (DESIGN.md §0)
 
 TITLES = {
     "esparse_t1": "E-Sparse Table 1 — WikiText-2 perplexity, LLaMA × method × 2:4 / 4:8",
     "esparse_t2": "E-Sparse Table 2 — zero-shot accuracy (%), LLaMA, 2:4",
     "esparse_t3": "E-Sparse Table 3 — WikiText-2 perplexity, OPT-6.7B / 30B, 2:4 / 4:8",
-    "esparse_ablation": (
-        "E-Sparse ablation (Table 4, 'Fig. 4' in the text) — norm → +entropy → +global → +local, 2:4"
-    ),
+    "esparse_ablation": ("E-Sparse ablation (Table 4, 'Fig. 4' in the text) — norm → +entropy → +global → +local, 2:4"),
     "esparse_t5": "E-Sparse Table 5 — per-layer GEMM latency, dense vs 2:4",
     "esparse_t6": "E-Sparse Table 6 — memory, dense vs 2:4 compressed",
     "ria_t1": "RIA Table 1 — WikiText-2 perplexity, 50 % unstructured",
@@ -220,8 +218,14 @@ def _line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: bool
     paper = _paper(cell.value)
     line = {"row": cell.row, "column": cell.column, "paper": paper, "ours_model": ours_model}
     if found is None:
-        return {**line, "ours": NOT_RUN, "diff": NOT_RUN, "device": NOT_RUN, "metric_key": wanted,
-                "config_hash": NOT_RUN}
+        return {
+            **line,
+            "ours": NOT_RUN,
+            "diff": NOT_RUN,
+            "device": NOT_RUN,
+            "metric_key": wanted,
+            "config_hash": NOT_RUN,
+        }
     value, rec, key = found
     if not same_model:
         diff: float | str = OTHER_MODEL
@@ -229,15 +233,26 @@ def _line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: bool
         diff = value - paper
     else:
         diff = NO_PAPER_DIFF
-    return {**line, "ours": value, "diff": diff, "device": _str(rec.get("device")) or "unknown",
-            "metric_key": key, "config_hash": _str(rec.get("config_hash")) or "unknown"}
+    return {
+        **line,
+        "ours": value,
+        "diff": diff,
+        "device": _str(rec.get("device")) or "unknown",
+        "metric_key": key,
+        "config_hash": _str(rec.get("config_hash")) or "unknown",
+    }
 
 
 def _frame(lines: list[dict[str, Any]], table: PaperTable, notes: Iterable[str] = ()) -> pd.DataFrame:
     df = pd.DataFrame(lines, columns=OUT_COLUMNS)
     df.attrs.update(
-        name=table.name, title=TITLES.get(table.name, table.name), paper=table.paper, table=table.table,
-        where=table.where, caption=table.caption, notes=[*table.notes, *notes],
+        name=table.name,
+        title=TITLES.get(table.name, table.name),
+        paper=table.paper,
+        table=table.table,
+        where=table.where,
+        caption=table.caption,
+        notes=[*table.notes, *notes],
     )
     return df
 
@@ -380,9 +395,7 @@ def _bench_rec(source: str, row: Mapping[str, Any]) -> dict[str, Any]:
     return {"device": row["device"], "config_hash": chash}
 
 
-def _memory_table(
-    name: str, bench: pd.DataFrame | None, ref: Mapping[str, PaperTable] | None
-) -> pd.DataFrame:
+def _memory_table(name: str, bench: pd.DataFrame | None, ref: Mapping[str, PaperTable] | None) -> pd.DataFrame:
     """Memory from bench rows (records' bench/memory/* and memory report files), newest first;
     models the paper does not report get oriented lines as in the model-keyed tables."""
     ref = _ref(ref)
@@ -427,8 +440,12 @@ def _permutation_table(
         wanted = f"bench seconds: {k['shuffle']} escapes={k.get('escapes', 0)} {k['rows']}x{k['cols']}"
         found, model = None, "—"
         for idx, r in rows.iterrows():
-            if (r["shuffle"] == k["shuffle"] and _close(_num(r["escapes"]) or 0.0, float(k.get("escapes", 0)))
-                    and _close(_num(r["rows"]), k["rows"]) and _close(_num(r["cols"]), k["cols"])):
+            if (
+                r["shuffle"] == k["shuffle"]
+                and _close(_num(r["escapes"]) or 0.0, float(k.get("escapes", 0)))
+                and _close(_num(r["rows"]), k["rows"])
+                and _close(_num(r["cols"]), k["cols"])
+            ):
                 found = (float(r["seconds"]), {"device": r["device"], "config_hash": r["source"]}, wanted)
                 model = _str(r["model"]) or "—"
                 used.add(idx)
@@ -698,7 +715,8 @@ def _index(
     lines = [
         "# Paper tables",
         "",
-        f"Built from the records in `{Path(results_dir) / 'runs'}` ({len(records)} records: {counts}); "
+        f"Built from the records in `{Path(results_dir) / 'runs'}` and `{Path(results_dir) / 'reference' / 'runs'}` "
+        f"({len(records)} records: {counts}); "
         "only `done` records count. Regenerate with `python -m analysis tables`.",
         "",
         "| table | paper | title | cells | filled | not run | files |",
