@@ -173,8 +173,7 @@ def load_inputs(results_dir: str | Path) -> Inputs:
 def _obs(inp: Inputs) -> dict[str, Any]:
     if not inp.observations:
         raise NoData(
-            f"no observation file under {inp.results_dir / 'observations'}; "
-            "run: python experiments/observations.py"
+            f"no observation file under {inp.results_dir / 'observations'}; run: python experiments/observations.py"
         )
     return inp.observations[0]
 
@@ -253,9 +252,7 @@ def esparse_fig2_adjacent_std(inp: Inputs, window: int = 128):
         ax.set_xlabel(f"input channel index (original order, first {k} of {std.size})")
         ax.set_ylabel("std over tokens")
         ratio = f" (ratio {adj / far:.2f})" if far > 0 else ""
-        ax.set_title(
-            f"{_layer_title(lay)}\nmedian |Δstd|: adjacent {adj:.3g}, c/2 apart {far:.3g}{ratio}", fontsize=9
-        )
+        ax.set_title(f"{_layer_title(lay)}\nmedian |Δstd|: adjacent {adj:.3g}, c/2 apart {far:.3g}{ratio}", fontsize=9)
     fig.suptitle(
         f"E-Sparse Fig. 2c/d on {obs['model']}: std of adjacent channels "
         "(ratio < 1: neighbours are more alike than unrelated channels)",

@@ -22,8 +22,16 @@ PAPERS = {
 
 #: paper models by size, smallest first: a local model's line is oriented on the smallest one
 MODEL_ORDER = (
-    "opt1.3b", "llama7b", "llama2_7b", "opt6.7b", "llama13b", "llama2_13b",
-    "llama30b", "opt30b", "llama65b", "llama2_70b",
+    "opt1.3b",
+    "llama7b",
+    "llama2_7b",
+    "opt6.7b",
+    "llama13b",
+    "llama2_13b",
+    "llama30b",
+    "opt30b",
+    "llama65b",
+    "llama2_70b",
 )
 
 
@@ -99,8 +107,7 @@ def _table(name: str, raw: Mapping[str, Any]) -> PaperTable:
         values = row.get("values") or []
         if len(values) != len(cols):
             raise ValueError(
-                f"paper table {name!r}, row {row.get('label')!r}: "
-                f"{len(values)} values for {len(cols)} columns"
+                f"paper table {name!r}, row {row.get('label')!r}: {len(values)} values for {len(cols)} columns"
             )
         for col, v in zip(cols, values, strict=True):
             keys = {**match, **col.get("keys", {}), **row.get("keys", {})}

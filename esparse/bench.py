@@ -112,9 +112,7 @@ def normalize_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
         a.setdefault("enable_bias", True)
         proj = a.get("word_embed_proj_dim", a["hidden_size"])
         if proj != a["hidden_size"]:
-            raise ValueError(
-                f"arch word_embed_proj_dim={proj} != hidden_size (OPT-350m layout) is not supported"
-            )
+            raise ValueError(f"arch word_embed_proj_dim={proj} != hidden_size (OPT-350m layout) is not supported")
     else:
         a.setdefault("attention_bias", False)
         a.setdefault("mlp_bias", False)
@@ -217,9 +215,7 @@ def dense_bytes(out_features: int, in_features: int, dtype_bytes: int = 2) -> in
     return out_features * in_features * dtype_bytes
 
 
-def compressed_bytes(
-    out_features: int, in_features: int, dtype_bytes: int = 2, n: int = 2, m: int = 4
-) -> int:
+def compressed_bytes(out_features: int, in_features: int, dtype_bytes: int = 2, n: int = 2, m: int = 4) -> int:
     """Bytes of an N:M weight stored as the sparse kernels store it: kept values + index metadata.
 
     Each group of ``m`` consecutive input elements keeps ``n`` values and, per kept value, its
@@ -309,9 +305,7 @@ def block_linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
     if getattr(getattr(model, "config", None), "model_type", None) in ADAPTERS:
         return list(get_adapter(model).named_linears(model))
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return [
-        (name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and mod is not head
-    ]
+    return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear) and mod is not head]
 
 
 def is_nm_sparse(weight: torch.Tensor, n: int = 2, m: int = 4) -> bool:
@@ -415,14 +409,10 @@ def kernel_available(
     return True, f"{backend} on {torch.cuda.get_device_name(device)} (sm_{cap[0]}{cap[1]})"
 
 
-def check_close(
-    sparse_out: torch.Tensor, dense_out: torch.Tensor, what: str, rtol: float | None = None
-) -> float:
+def check_close(sparse_out: torch.Tensor, dense_out: torch.Tensor, what: str, rtol: float | None = None) -> float:
     """Relative Frobenius error of the sparse result vs dense-with-zeros; raises when off."""
     if sparse_out.shape != dense_out.shape:
-        raise BenchCorrectnessError(
-            f"{what}: sparse shape {tuple(sparse_out.shape)} != {tuple(dense_out.shape)}"
-        )
+        raise BenchCorrectnessError(f"{what}: sparse shape {tuple(sparse_out.shape)} != {tuple(dense_out.shape)}")
     tol = _RTOL.get(dense_out.dtype, 1e-2) if rtol is None else rtol
     s, d = sparse_out.detach().float(), dense_out.detach().float()
     if not bool(torch.isfinite(s).all()):
@@ -493,9 +483,7 @@ def gemm_bench(
     max_err = 0.0
     with torch.inference_mode():
         for i in range(warmup + repeats):
-            x = torch.randn(tokens, shape.in_features, generator=gen, device=device, dtype=torch.float32).to(
-                dt
-            )
+            x = torch.randn(tokens, shape.in_features, generator=gen, device=device, dtype=torch.float32).to(dt)
             if sparse_w is None:
                 td, _ = _timed(device, F.linear, x, weight)
             elif i % 2:  # alternate the order so neither side always runs on a warmer cache
@@ -604,9 +592,7 @@ def to_semi_structured_(
     names = {id(mod): name for name, mod in model.named_modules()}
     for lin in linears:
         if not is_nm_sparse(lin.weight, n, m):
-            raise ValueError(
-                f"linear {names.get(id(lin), '?')!r} is not 2:4 sparse; prune it before the swap"
-            )
+            raise ValueError(f"linear {names.get(id(lin), '?')!r} is not 2:4 sparse; prune it before the swap")
     originals = []
     for lin in linears:
         originals.append(lin.weight)
@@ -670,9 +656,7 @@ def e2e_latency(
     otherwise the dense model is timed and ``available`` is False with the reason.
     """
     if prompt_len <= 0 or gen_len <= 0 or repeats <= 0:
-        raise ValueError(
-            f"e2e prompt_len={prompt_len}, gen_len={gen_len}, repeats={repeats} must be positive"
-        )
+        raise ValueError(f"e2e prompt_len={prompt_len}, gen_len={gen_len}, repeats={repeats} must be positive")
     param = next(model.parameters())
     if device is not None and torch.device(device) != param.device:
         raise ValueError(f"e2e device={device} but the model is on {param.device}; move the model first")
@@ -783,9 +767,7 @@ def _e2e_metrics(
 ) -> dict[str, float | bool | str]:
     param = next(model.parameters())
     # a copy only when the model is not already where and what the bench runs in (never cast in place)
-    bench_model = (
-        model if (param.device == device and param.dtype == dt) else copy.deepcopy(model).to(device, dt)
-    )
+    bench_model = model if (param.device == device and param.dtype == dt) else copy.deepcopy(model).to(device, dt)
     kw = {
         "batch_sizes": [int(b) for b in c["e2e_batch_sizes"]], "prompt_len": int(c["prompt_len"]),
         "gen_len": int(c["gen_len"]), "backend": backend,
@@ -823,9 +805,7 @@ def bench_env(device: str | torch.device) -> dict[str, Any]:
     if device.type == "cuda" and torch.cuda.is_available():
         cap = torch.cuda.get_device_capability(device)
         env["capability"] = f"{cap[0]}.{cap[1]}"
-        env["cusparselt"] = (
-            torch.backends.cusparselt.version() if torch.backends.cusparselt.is_available() else None
-        )
+        env["cusparselt"] = torch.backends.cusparselt.version() if torch.backends.cusparselt.is_available() else None
     return env
 
 

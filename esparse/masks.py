@@ -55,7 +55,11 @@ class Pattern:
         """
         if isinstance(spec, Pattern):
             fields: dict[str, object] = {
-                "kind": spec.kind, "n": spec.n, "m": spec.m, "sparsity": spec.sparsity, "scope": spec.scope
+                "kind": spec.kind,
+                "n": spec.n,
+                "m": spec.m,
+                "sparsity": spec.sparsity,
+                "scope": spec.scope,
             }
         elif isinstance(spec, str):
             fields = cls._fields_from_name(spec)
@@ -116,16 +120,20 @@ class Pattern:
             if self.n >= self.m:
                 raise ValueError(f"n:m pattern needs n < m, got {self.n}:{self.m}")
             if in_features is not None and in_features % self.m != 0:
-                raise ValueError(
-                    f"in_features={in_features} is not a multiple of m={self.m} for pattern {self.name}"
-                )
+                raise ValueError(f"in_features={in_features} is not a multiple of m={self.m} for pattern {self.name}")
         if self.kind == "unstructured" and not (0.0 <= self.sparsity < 1.0):
             raise ValueError(f"unstructured sparsity must be in [0, 1), got {self.sparsity!r}")
         return self
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "kind": self.kind, "n": self.n, "m": self.m,
-                "sparsity": self.target_sparsity, "scope": self.scope}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "n": self.n,
+            "m": self.m,
+            "sparsity": self.target_sparsity,
+            "scope": self.scope,
+        }
 
 
 # ---------------------------------------------------------------------------------------------- masks
@@ -207,8 +215,13 @@ class LayerReport:
         return self.zeros / self.numel if self.numel else 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "zeros": self.zeros, "numel": self.numel,
-                "sparsity": self.sparsity, "violations": self.violations}
+        return {
+            "name": self.name,
+            "zeros": self.zeros,
+            "numel": self.numel,
+            "sparsity": self.sparsity,
+            "violations": self.violations,
+        }
 
 
 @dataclass(frozen=True)
@@ -236,8 +249,10 @@ class MaskReport:
     def raise_if_bad(self) -> MaskReport:
         for layer in self.layers:
             if layer.violations:
-                unit = {"nm": f"{self.pattern.m}-groups with fewer than {self.pattern.n} zeros",
-                        "unstructured": "rows/layers below the target sparsity"}.get(self.pattern.kind, "")
+                unit = {
+                    "nm": f"{self.pattern.m}-groups with fewer than {self.pattern.n} zeros",
+                    "unstructured": "rows/layers below the target sparsity",
+                }.get(self.pattern.kind, "")
                 raise ValueError(
                     f"layer {layer.name!r} violates pattern {self.pattern.name}: "
                     f"{layer.violations} {unit} (sparsity {layer.sparsity:.4f})"
@@ -245,8 +260,12 @@ class MaskReport:
         return self
 
     def to_dict(self) -> dict[str, object]:
-        return {"pattern": self.pattern.name, "sparsity": self.sparsity, "ok": self.ok,
-                "layers": [layer.to_dict() for layer in self.layers]}
+        return {
+            "pattern": self.pattern.name,
+            "sparsity": self.sparsity,
+            "ok": self.ok,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
 
 
 def _violations(zero: torch.Tensor, p: Pattern, name: str) -> int:
@@ -265,9 +284,7 @@ def _violations(zero: torch.Tensor, p: Pattern, name: str) -> int:
     return int(int(zero.sum()) < count_to_prune(p.sparsity, zero.numel()))
 
 
-def check_weights(
-    named_weights: Iterable[tuple[str, torch.Tensor]], pattern: Pattern | str | Mapping
-) -> MaskReport:
+def check_weights(named_weights: Iterable[tuple[str, torch.Tensor]], pattern: Pattern | str | Mapping) -> MaskReport:
     """Count exact zeros of each weight and the places where the pattern is not met."""
     p = Pattern.parse(pattern)
     layers = []

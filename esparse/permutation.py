@@ -368,9 +368,7 @@ def _esparse_global(score: Tensor, n: int, m: int) -> Tensor:
 
 
 @register("esparse")
-def _esparse(
-    score: Tensor, n: int, m: int, block: int = 64, max_iters: int = 100, passes: int = 1
-) -> Tensor:
+def _esparse(score: Tensor, n: int, m: int, block: int = 64, max_iters: int = 100, passes: int = 1) -> Tensor:
     """E-Sparse: global naive shuffle, then local block shuffle (greedy swaps inside channel blocks).
 
     ``block`` channels per block (default 64; the paper's value is lost). If ``block`` is not a

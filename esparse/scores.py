@@ -111,9 +111,7 @@ def ria(weight: torch.Tensor, stats: Any, a: float = 0.5) -> torch.Tensor:
 
 
 @register("esparse", needs={"norm", "entropy"})
-def esparse(
-    weight: torch.Tensor, stats: Any, alpha: float | str = 70.0, form: str = "alpha_entropy"
-) -> torch.Tensor:
+def esparse(weight: torch.Tensor, stats: Any, alpha: float | str = 70.0, form: str = "alpha_entropy") -> torch.Tensor:
     """|W_ij| · (α·H_j + ‖X_j‖₂) (``alpha_entropy``) or |W_ij| · (H_j + α·‖X_j‖₂) (``alpha_norm``).
 
     The paper's α = 70 "keeps entropy and norm at the same magnitude"; entropy ≤ ln 100 ≈ 4.6 while

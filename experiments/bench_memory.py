@@ -87,9 +87,7 @@ def main() -> None:
         "reports": reports,
         "archs": {name: bench.normalize_arch(a) for name, a in archs.items()},
         "default_model_counted": counted,
-        "paper_esparse_memory_gb": {
-            k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()
-        },
+        "paper_esparse_memory_gb": {k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()},
     }
     path = bench.write_json_atomic(args.out, record)
     print(f"wrote {path}")

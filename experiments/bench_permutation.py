@@ -158,9 +158,13 @@ def main() -> None:
         "greedy_note": f"greedy only on the reduced {r}x{args.greedy_cols} matrix (O(c^2 r) per search)",
         "results": results,
         "env": {
-            "torch": torch.__version__, "scipy": scipy.__version__, "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "threads_timed": threads,
-            "cpu": platform.processor() or platform.machine(), "loadavg_end": list(os.getloadavg()),
+            "torch": torch.__version__,
+            "scipy": scipy.__version__,
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+            "threads_timed": threads,
+            "cpu": platform.processor() or platform.machine(),
+            "loadavg_end": list(os.getloadavg()),
         },  # fmt: skip
         "args": {k: str(v) for k, v in vars(args).items()},
     }

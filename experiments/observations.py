@@ -145,8 +145,10 @@ def capture_inputs(model, windows: torch.Tensor, names: Sequence[str], batch_siz
     got: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     hooks = []
     for n in names:
+
         def hook(_mod, args, _out, key=n):
             got[key].extend(a.float().cpu() for a in args[0])  # one (tokens, c) tensor per sample
+
         hooks.append(model.get_submodule(n).register_forward_hook(hook))
     try:
         for i in range(0, windows.shape[0], batch_size):
@@ -194,21 +196,29 @@ def observe(
             "model, written by experiments/observations.py and read by `python -m analysis figures`."
         ),
         "model": cfg["model"]["name"],
-        "calibration": {"name": "bundled_wiki", "nsamples": nsamples, "seqlen": seqlen, "seed": seed,
-                        "starts_sha": data.hash_ints(starts)},
+        "calibration": {
+            "name": "bundled_wiki",
+            "nsamples": nsamples,
+            "seqlen": seqlen,
+            "seed": seed,
+            "starts_sha": data.hash_ints(starts),
+        },
         "conventions": {
             "norm": "sqrt(sum over tokens of x^2 / nsamples) (Wanda)",
             "std": "population std over all nsamples*seqlen tokens",
             "entropy": "natural-log entropy of 100 equal bins over the channel's [min, max]",
             "degree": "kept weights per input channel (of `rows` output rows), original channel order; "
-                      "unstructured_50 prunes 50 % per output row",
+            "unstructured_50 prunes 50 % per output row",
             "retained_share": "sum of kept scores / sum of all scores",
             "ria": "a = 0.5",
         },
         "layers": layers,
-        "env": {"torch": torch.__version__, "python": platform.python_version(),
-                "seconds": round(time.perf_counter() - t0, 1),
-                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        "env": {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
     }
 
 
@@ -225,8 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(a.out) if a.out else ROOT / "results" / "observations" / f"{rec['model']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, separators=(",", ":")) + "\n")
-    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(rec['layers'])} layers) "
-          f"in {rec['env']['seconds']} s")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(rec['layers'])} layers) in {rec['env']['seconds']} s")
     for lay in rec["layers"]:
         share = ", ".join(f"{k} {v:.4f}" for k, v in lay["retained_share"].items())
         print(f"  {lay['name']:34s} retained share: {share}")

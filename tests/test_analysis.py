@@ -32,9 +32,20 @@ PATTERNS = {
 }
 
 
-def make_record(chash, model, metric="esparse", pattern="2:4", shuffle="none", calibration="c4",
-                metrics=None, finished="2025-01-01T00:00:00+00:00", status="done", reconstruct=False,
-                device="NVIDIA A100", **metric_kw):
+def make_record(
+    chash,
+    model,
+    metric="esparse",
+    pattern="2:4",
+    shuffle="none",
+    calibration="c4",
+    metrics=None,
+    finished="2025-01-01T00:00:00+00:00",
+    status="done",
+    reconstruct=False,
+    device="NVIDIA A100",
+    **metric_kw,
+):
     """A record in the INTERFACES.md schema (as esparse.pipeline writes it)."""
     dense = pattern == "dense"
     cfg = {
@@ -45,8 +56,15 @@ def make_record(chash, model, metric="esparse", pattern="2:4", shuffle="none", c
         "calibration": None if dense else {"name": calibration, "nsamples": 128, "seqlen": 2048},
         "experiment": None,
     }
-    return {"config": cfg, "config_hash": chash, "status": status, "metrics": metrics or {},
-            "timings": {}, "env": {"device": device, "finished_at": finished}, "details": {}}
+    return {
+        "config": cfg,
+        "config_hash": chash,
+        "status": status,
+        "metrics": metrics or {},
+        "timings": {},
+        "env": {"device": device, "finished_at": finished},
+        "details": {},
+    }
 
 
 def write(results: Path, *recs) -> Path:
@@ -103,7 +121,11 @@ def test_paper_values_where_the_papers_print_them(table, row, column, value):
 def test_paper_cells_carry_the_run_configuration():
     ref = load_reference()
     assert dict(ref["esparse_t1"].cell("E-Sparse, 2:4", "LLaMA-7B").keys) == {
-        "dataset": "wikitext2", "model": "llama7b", "method": "esparse", "pattern": "2:4", "shuffle": "esparse",
+        "dataset": "wikitext2",
+        "model": "llama7b",
+        "method": "esparse",
+        "pattern": "2:4",
+        "shuffle": "esparse",
     }
     k = ref["ria_t4"].cell("LLaMA2-70b SparseGPT", "4:8+CP").keys
     assert (k["model"], k["method"], k["pattern"], k["shuffle"]) == ("llama2_70b", "sparsegpt", "4:8", "ria_cp_lsa")
@@ -125,8 +147,12 @@ def test_printed_averages_and_ratios_are_consistent_except_where_noted():
                 off.add((name, row))
     # the paper's own inconsistencies, listed in the JSON notes (checked by hand)
     assert off == {
-        ("esparse_t2", "7B Magnitude"), ("esparse_t2", "7B Wanda"), ("esparse_t2", "13B FP16"),
-        ("esparse_t2", "13B Magnitude"), ("esparse_t2", "13B Wanda"), ("esparse_t2", "30B Wanda"),
+        ("esparse_t2", "7B Magnitude"),
+        ("esparse_t2", "7B Wanda"),
+        ("esparse_t2", "13B FP16"),
+        ("esparse_t2", "13B Magnitude"),
+        ("esparse_t2", "13B Wanda"),
+        ("esparse_t2", "30B Wanda"),
         ("ria_t6", "Wanda (4:8+CP)"),
     }
     t5 = ref["esparse_t5"]
@@ -149,9 +175,19 @@ def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path)
     ref = load_reference()
     assert set(tables.TABLES) <= set(ref)
     assert not any(t.absent_from_text for t in ref.values())
-    bad = {"tables": {"x": {"paper": "esparse", "table": "T", "caption": "", "where": "", "quantity": "ppl",
-                            "columns": [{"header": "a", "keys": {}}, {"header": "b", "keys": {}}],
-                            "rows": [{"label": "short row", "keys": {}, "values": [1.0]}]}}}
+    bad = {
+        "tables": {
+            "x": {
+                "paper": "esparse",
+                "table": "T",
+                "caption": "",
+                "where": "",
+                "quantity": "ppl",
+                "columns": [{"header": "a", "keys": {}}, {"header": "b", "keys": {}}],
+                "rows": [{"label": "short row", "keys": {}, "values": [1.0]}],
+            }
+        }
+    }
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="short row"):
         load_reference(tmp_path / "bad.json")
@@ -163,8 +199,14 @@ def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path)
 
 
 def test_read_records_flattens_and_reports_bad_files(tmp_path):
-    r = make_record("aaaaaaaaaaaa", "llama7b", metric="ria", pattern="4:8", a=1.0,
-                    metrics={"ppl/wikitext2": 9.0, "zeroshot/piqa/acc": 0.7})
+    r = make_record(
+        "aaaaaaaaaaaa",
+        "llama7b",
+        metric="ria",
+        pattern="4:8",
+        a=1.0,
+        metrics={"ppl/wikitext2": 9.0, "zeroshot/piqa/acc": 0.7},
+    )
     r["config"]["pattern"] = "4:8"  # a bare name still gives kind/n/m
     write(tmp_path, r, make_record("bbbbbbbbbbbb", "llama7b", status="failed"))
     (tmp_path / "runs" / "broken.json").write_text("{not json")
@@ -196,13 +238,20 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
         tmp_path,
         make_record("a1", "llama7b", shuffle="esparse", metrics=ppl(10.0), finished="2025-01-01T00:00:00+00:00"),
         make_record("a2", "llama7b", shuffle="esparse", metrics=ppl(9.5), finished="2025-02-01T00:00:00+00:00"),
-        make_record("a3", "llama7b", shuffle="esparse", metrics=ppl(1.0), finished="2025-03-01T00:00:00+00:00",
-                    status="failed"),
+        make_record(
+            "a3", "llama7b", shuffle="esparse", metrics=ppl(1.0), finished="2025-03-01T00:00:00+00:00", status="failed"
+        ),
         make_record("n1", "llama7b", shuffle="none", metrics=ppl(11.0)),  # no shuffle: ablation row 2
         make_record("w1", "llama7b", metric="wanda", calibration="bundled_wiki", metrics=ppl(12.0)),  # not C4
         make_record("d1", "llama7b", pattern="dense", metrics=ppl(5.70)),
-        make_record("s1", "smollm2_135m", shuffle="esparse", calibration="bundled_wiki",
-                    metrics={"ppl/bundled_wiki": 180.0}, device="cpu"),
+        make_record(
+            "s1",
+            "smollm2_135m",
+            shuffle="esparse",
+            calibration="bundled_wiki",
+            metrics={"ppl/bundled_wiki": 180.0},
+            device="cpu",
+        ),
     )
     recs = rec_io.load_records(tmp_path)
     df = tables.esparse_t1(recs)
@@ -216,7 +265,11 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
         assert [c[k] for k in tables.OUR_COLUMNS] == ["not run"] * 4
     local = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "smollm2_135m")
     assert (local["ours"], local["diff"], local["metric_key"], local["config_hash"]) == (
-        180.0, "n/a (other model)", "ppl/bundled_wiki", "s1")
+        180.0,
+        "n/a (other model)",
+        "ppl/bundled_wiki",
+        "s1",
+    )
     assert (df[df["ours_model"] == "smollm2_135m"]["ours"] == "not run").sum() == 8
     abl = tables.esparse_ablation(recs)
     assert cell(abl, "norm + entropy", "LLaMA-7B", "llama7b")["config_hash"] == "n1"
@@ -230,8 +283,15 @@ def test_ria_tables_key_on_shuffle_a_reconstruct_and_calibration(tmp_path):
         make_record("cp", "llama2_13b", metric="wanda", shuffle="ria_cp", metrics={"ppl/wikitext2": 8.9}),
         make_record("lsa", "llama2_13b", metric="ria", shuffle="ria_cp_lsa", metrics={"ppl/wikitext2": 7.7}),
         make_record("a1", "llama13b", metric="ria", pattern="unstructured", a=1.0, metrics={"ppl/wikitext2": 6.2}),
-        make_record("rec", "llama2_13b", metric="wanda", pattern="unstructured", reconstruct=True,
-                    calibration="wikitext2", metrics={"ppl/c4": 8.6}),
+        make_record(
+            "rec",
+            "llama2_13b",
+            metric="wanda",
+            pattern="unstructured",
+            reconstruct=True,
+            calibration="wikitext2",
+            metrics={"ppl/c4": 8.6},
+        ),
     )
     recs = rec_io.load_records(tmp_path)
     t4 = tables.ria_t4(recs)
@@ -252,8 +312,13 @@ def test_zero_shot_is_percent_and_the_average_needs_every_task(tmp_path):
     accs = {"hellaswag": 0.60, "boolq": 0.80, "arc_challenge": 0.50, "mnli": 0.40, "rte": 0.70}
     write(
         tmp_path,
-        make_record("full", "llama2_70b", metric="ria", shuffle="ria_cp_lsa",
-                    metrics={f"zeroshot/{t}/acc": a for t, a in accs.items()}),
+        make_record(
+            "full",
+            "llama2_70b",
+            metric="ria",
+            shuffle="ria_cp_lsa",
+            metrics={f"zeroshot/{t}/acc": a for t, a in accs.items()},
+        ),
         make_record("part", "llama2_70b", metric="wanda", metrics={"zeroshot/boolq/acc": 0.75}),
     )
     t6 = tables.ria_t6(rec_io.load_records(tmp_path))
@@ -274,8 +339,11 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     ]
     bench_dir = tmp_path / "bench"
     bench_dir.mkdir()
-    (bench_dir / "gemm.json").write_text(json.dumps(
-        {"arch": "llama2-13b", "env": {"device": "NVIDIA H100"}, "finished_at": "2020-01-01T00:00:00", "rows": rows}))
+    (bench_dir / "gemm.json").write_text(
+        json.dumps(
+            {"arch": "llama2-13b", "env": {"device": "NVIDIA H100"}, "finished_at": "2020-01-01T00:00:00", "rows": rows}
+        )
+    )
     (bench_dir / "odd.json").write_text(json.dumps({"what": "no rows here"}))
     records = rec_io.load_records(tmp_path)
     bench, warnings = rec_io.read_bench(tmp_path, records)
@@ -304,14 +372,26 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
 
 
 def test_permutation_time_from_bench_rows_and_records(tmp_path):
-    write(tmp_path, make_record("p1", "smollm2_135m", shuffle="ria_cp_lsa", calibration="bundled_wiki",
-                                metrics={"permutation/seconds": 12.5}))
+    write(
+        tmp_path,
+        make_record(
+            "p1",
+            "smollm2_135m",
+            shuffle="ria_cp_lsa",
+            calibration="bundled_wiki",
+            metrics={"permutation/seconds": 12.5},
+        ),
+    )
     (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "perm.json").write_text(json.dumps([
-        {"shuffle": "ria_cp_lsa", "rows": 4096, "cols": 4096, "seconds": 3.0},
-        {"method": "greedy", "escapes": 100, "shape": [4096, 4096], "seconds": 700.0},
-        {"shuffle": "ria_cp_lsa", "shape": "576x576", "seconds": 0.1},
-    ]))
+    (tmp_path / "bench" / "perm.json").write_text(
+        json.dumps(
+            [
+                {"shuffle": "ria_cp_lsa", "rows": 4096, "cols": 4096, "seconds": 3.0},
+                {"method": "greedy", "escapes": 100, "shape": [4096, 4096], "seconds": 700.0},
+                {"shuffle": "ria_cp_lsa", "shape": "576x576", "seconds": 0.1},
+            ]
+        )
+    )
     records = rec_io.load_records(tmp_path)
     t11 = tables.ria_t11(records, rec_io.read_bench(tmp_path, records)[0])
     c = cell(t11, "Channel Permutation", "4096 x 4096")
@@ -362,12 +442,19 @@ def test_cli_builds_tables_without_importing_torch(tmp_path):
         "rc = main(['tables', '--results', sys.argv[2], '--only', 'ria_t1,esparse_t6']);"
         "assert rc == 0, rc; assert 'torch' not in sys.modules and 'esparse' not in sys.modules"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(ROOT), str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "wrote 2 tables" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == [
-        "esparse_t6.csv", "esparse_t6.md", "esparse_t6.tex", "index.md", "ria_t1.csv", "ria_t1.md", "ria_t1.tex",
+        "esparse_t6.csv",
+        "esparse_t6.md",
+        "esparse_t6.tex",
+        "index.md",
+        "ria_t1.csv",
+        "ria_t1.md",
+        "ria_t1.tex",
     ]
 
 

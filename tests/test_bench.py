@@ -258,9 +258,7 @@ def test_random_24_weight_is_exactly_half_dense():
 def test_gemm_table_points_and_single_backend_on_cpu():
     arch = {"family": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
             "num_attention_heads": 2, "vocab_size": 10}  # fmt: skip
-    rows = bench.gemm_table(
-        arch, [1, 2], [4, 8], backends=("cusparselt", "cutlass"), device="cpu", repeats=1, warmup=0
-    )
+    rows = bench.gemm_table(arch, [1, 2], [4, 8], backends=("cusparselt", "cutlass"), device="cpu", repeats=1, warmup=0)
     # 4 kinds x (2x2 context + 2 decode) points, one backend (dense timings do not depend on it)
     assert len(rows) == 4 * 6
     ctx = {(r["batch"], r["seqlen"], r["tokens"]) for r in rows if r["stage"] == "context"}

@@ -60,8 +60,20 @@ def full_results(tmp_path) -> Path:
         _record(runs, f"w{i}", "tiny", "wanda", _uns(s), **{"ppl/bundled_wiki": ppl, "dense/ppl/bundled_wiki": 25.0})
     _record(runs, "a1", "tiny", "wanda", NM24, **{"ppl/bundled_wiki": 90.0})
     _record(runs, "a2", "tiny", "esparse", NM24, **{"ppl/bundled_wiki": 80.0})
-    _record(runs, "a3", "tiny", "esparse", NM24, "esparse_global", **{"ppl/bundled_wiki": 75.0,
-            "permutation/retained_before": 2.0, "permutation/retained_after": 2.5, "permutation/seconds": 3.0})
+    _record(
+        runs,
+        "a3",
+        "tiny",
+        "esparse",
+        NM24,
+        "esparse_global",
+        **{
+            "ppl/bundled_wiki": 75.0,
+            "permutation/retained_before": 2.0,
+            "permutation/retained_after": 2.5,
+            "permutation/seconds": 3.0,
+        },
+    )
     bench = {"results": [{"case": "synthetic 64x64", "shape": [64, 64], "n": 2, "m": 4, "rows": [
         {"method": "none", "label": "none", "retained_over_bound": 0.9, "seconds": 0.001},
         {"method": "ria_cp_lsa", "label": "ria_cp_lsa", "retained_over_bound": 0.95, "seconds": 0.2},
@@ -162,9 +174,7 @@ def test_tables_wandb_logs_offline(full_results, tmp_path, monkeypatch):
     runs = list((full_results / "wandb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     media = runs[0] / "files" / "media"
-    assert sorted(p.name.split("_")[0] for p in (media / "table" / "tables").glob("*.table.json")) == [
-        "esparse", "ria"
-    ]
+    assert sorted(p.name.split("_")[0] for p in (media / "table" / "tables").glob("*.table.json")) == ["esparse", "ria"]
     assert len(list((media / "images" / "figures").glob("*.png"))) == 2
     table = json.loads(next((media / "table" / "tables").glob("esparse_ablation*.table.json")).read_text())
     assert table["columns"][:4] == ["row", "column", "paper", "ours"]

@@ -106,8 +106,10 @@ def test_nm_tie_rule_lower_index_pruned_first():
 def test_nm_mask_property(nm, rows, groups, seed, ties):
     n, m = nm
     g = torch.Generator().manual_seed(seed)
-    score = torch.randint(0, 3, (rows, groups * m), generator=g).float() if ties else torch.randn(
-        rows, groups * m, generator=g
+    score = (
+        torch.randint(0, 3, (rows, groups * m), generator=g).float()
+        if ties
+        else torch.randn(rows, groups * m, generator=g)
     )
     keep = nm_mask(score, n, m)
     assert bool(((~keep).reshape(rows, groups, m).sum(-1) == n).all())
@@ -176,7 +178,8 @@ def test_check_weights_reports_and_catches_extra_nonzero():
     rep = check_weights([("blk0.q", w_a), ("blk0.down", w_b)], "2:4")
     assert rep.ok and rep.sparsity == 0.5
     assert [(x.name, x.zeros, x.numel, x.violations) for x in rep.layers] == [
-        ("blk0.q", 16, 32, 0), ("blk0.down", 16, 32, 0)
+        ("blk0.q", 16, 32, 0),
+        ("blk0.down", 16, 32, 0),
     ]
     rep.raise_if_bad()
 

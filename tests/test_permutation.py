@@ -185,8 +185,13 @@ def test_search_methods_improve_real_looking_scores_and_are_deterministic():
     g = torch.Generator().manual_seed(0)
     score = torch.randn(16, 64, generator=g).abs() * torch.exp(torch.randn(64, generator=g))
     base = P.retained_score(score, 2, 4)
-    for name, kw in [("esparse", {}), ("esparse", {"block": 16, "passes": 2}), ("ria_cp_lsa", {}),
-                     ("ria_cp_lsa", {"communities": 4, "sweeps": 3}), ("greedy", {"seed": 5, "escapes": 2})]:
+    for name, kw in [
+        ("esparse", {}),
+        ("esparse", {"block": 16, "passes": 2}),
+        ("ria_cp_lsa", {}),
+        ("ria_cp_lsa", {"communities": 4, "sweeps": 3}),
+        ("greedy", {"seed": 5, "escapes": 2}),
+    ]:
         first = P.get(name)(score, 2, 4, **kw)
         assert torch.equal(first, P.get(name)(score, 2, 4, **kw)), (name, kw)
         assert P.retained_score(score, 2, 4, first) > base, (name, kw)
