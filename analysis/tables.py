@@ -124,6 +124,16 @@ def _calibration_ok(have: str | None, want: str | None, local: bool) -> bool:
     return have == want or (local and want == "wikitext2" and have == LOCAL_CORPUS)
 
 
+def _alpha_ok(have: Any, local: bool) -> bool:
+    """E-Sparse cells hold the presets' alpha: ``auto`` on the embedded models (the paper's 70 is
+    tuned for LLaMA at 2048 tokens; see conf/metric/esparse.yaml), the paper's 70 at paper scale.
+    A record without the key predates ``auto`` and ran 70."""
+    if isinstance(have, str):
+        return local and have == "auto"
+    v = _num(have)
+    return not local and _close(70.0 if v is None else v, 70.0)
+
+
 def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local: bool) -> bool:
     """Does this record run the cell's configuration (on ``model``)?"""
     if rec.get("model") != model:
@@ -147,6 +157,8 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
             return False
     form = _str(rec.get("form")) or "alpha_entropy"
     if metric == "esparse" and form != keys.get("form", "alpha_entropy"):
+        return False
+    if metric == "esparse" and not _alpha_ok(rec.get("metric_alpha"), local and form == "alpha_entropy"):
         return False
     return _calibration_ok(_str(rec.get("calibration")), keys.get("calibration"), local)
 

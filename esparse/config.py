@@ -23,13 +23,19 @@ class ConfigError(ValueError):
 
 def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical form: a dense run ignores metric, shuffle and calibration (so every spelling of
-    "dense" shares one record), and device=auto is resolved."""
+    "dense" shares one record), integral score exponents are floats, and device=auto is resolved."""
     cfg = dict(cfg)
     if (cfg.get("pattern") or {}).get("kind") == "dense":
         cfg["metric"] = {"name": "dense"}
         cfg["shuffle"] = {"name": "none"}
         cfg["calibration"] = None
         cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
+    metric = dict(cfg.get("metric") or {})
+    for key in ("alpha", "a"):  # metric.alpha=70 and 70.0 are one experiment, so one record
+        if isinstance(metric.get(key), int) and not isinstance(metric[key], bool):
+            metric[key] = float(metric[key])
+    if metric:
+        cfg["metric"] = metric
     if cfg.get("device", "auto") == "auto":
         import torch
 

@@ -97,8 +97,16 @@ def degrees(score: torch.Tensor, kind: str) -> tuple[torch.Tensor, float]:
     return keep.sum(0), (kept / total if total > 0 else 0.0)
 
 
-def layer_record(name: str, block: int, linear: str, weight: torch.Tensor, xs: list[torch.Tensor]) -> dict:
-    """Everything the figures need about one linear layer and its calibration inputs."""
+def layer_record(
+    name: str,
+    block: int,
+    linear: str,
+    weight: torch.Tensor,
+    xs: list[torch.Tensor],
+    scores_out: dict[str, torch.Tensor] | None = None,
+) -> dict:
+    """Everything the figures need about one linear layer and its calibration inputs; with
+    ``scores_out``, the layer's RIA score is put there too (real matrices for bench_permutation)."""
     from esparse import scores
     from esparse.stats import ChannelStats
 
@@ -113,6 +121,8 @@ def layer_record(name: str, block: int, linear: str, weight: torch.Tensor, xs: l
     mom = channel_moments(xs)
     w = weight.detach().float()
     score = {"wanda": scores.get("wanda")(w, st), "ria": scores.get("ria")(w, st, a=0.5)}
+    if scores_out is not None:
+        scores_out[name] = score["ria"].clone()
     deg: dict[str, Any] = {"rows": int(w.shape[0])}
     kept: dict[str, float] = {}
     for metric, kind in MASKS:
@@ -166,6 +176,7 @@ def observe(
     seqlen: int = 512,
     seed: int = 0,
     batch_size: int = 4,
+    scores_out: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Load the configured model, capture the inputs of LINEARS in ``blocks``, return the record."""
     import esparse
@@ -189,7 +200,7 @@ def observe(
     for b in blocks:
         for lin in LINEARS:
             name = f"{adapter.blocks_path}.{b}.{lin}"
-            layers.append(layer_record(name, b, lin, model.get_submodule(name).weight, xs.pop(name)))
+            layers.append(layer_record(name, b, lin, model.get_submodule(name).weight, xs.pop(name), scores_out))
     return {
         "about": (
             "Per-input-channel activation statistics and retained degrees of real layers of the dense "
@@ -229,9 +240,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="default: results/observations/<model>.json")
+    p.add_argument(
+        "--save-scores",
+        default=None,
+        metavar="PT",
+        help="also torch.save the observed layers' RIA scores (name -> tensor) here, e.g. "
+        "results/bench/scores_smollm2.pt: the real matrices of experiments/bench_permutation.py",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=gemma3_270m")
     a = p.parse_args(argv)
-    rec = observe(a.overrides, a.blocks, a.nsamples, a.seqlen, a.seed)
+    real: dict[str, torch.Tensor] | None = {} if a.save_scores else None
+    rec = observe(a.overrides, a.blocks, a.nsamples, a.seqlen, a.seed, scores_out=real)
+    if a.save_scores:
+        Path(a.save_scores).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(real, a.save_scores)
+        print(f"wrote {a.save_scores} ({len(real)} RIA score matrices)")
     out = Path(a.out) if a.out else ROOT / "results" / "observations" / f"{rec['model']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rec, separators=(",", ":")) + "\n")

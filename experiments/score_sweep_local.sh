@@ -12,8 +12,8 @@ PY="${PY:-.venv/bin/python}"
 for pattern in 2:4 4:8; do
   COMMON=(pattern="$pattern" logger=none progress=false "$@")
   $PY run.py -m metric=wanda,ria,sparsegpt,magnitude,esparse "${COMMON[@]}"
-  $PY run.py -m metric=esparse metric.alpha=70 "${COMMON[@]}"
+  $PY run.py -m metric=esparse metric.alpha=70.0 "${COMMON[@]}"
   $PY run.py -m metric=wanda,ria metric.reconstruct=true "${COMMON[@]}"
   $PY run.py -m metric=ri "${COMMON[@]}"
-  $PY run.py -m metric=esparse metric.form=alpha_norm metric.alpha=70 "${COMMON[@]}"
+  $PY run.py -m metric=esparse metric.form=alpha_norm metric.alpha=70.0 "${COMMON[@]}"
 done

@@ -251,8 +251,15 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
             calibration="bundled_wiki",
             metrics={"ppl/bundled_wiki": 180.0},
             device="cpu",
+            alpha="auto",
         ),
-    )
+        # newer, but the wrong alpha for its scale: neither may fill a cell (local = auto, paper = 70)
+        make_record("s70", "smollm2_135m", shuffle="esparse", calibration="bundled_wiki",
+                    metrics={"ppl/bundled_wiki": 1200.0}, device="cpu", alpha=70.0,
+                    finished="2025-06-01T00:00:00+00:00"),
+        make_record("aauto", "llama7b", shuffle="esparse", metrics=ppl(8.0), alpha="auto",
+                    finished="2025-06-01T00:00:00+00:00"),
+    )  # fmt: skip
     recs = rec_io.load_records(tmp_path)
     df = tables.esparse_t1(recs)
     assert len(df) == 36 + 9  # every paper cell + one local line per paper row

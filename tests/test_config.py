@@ -65,3 +65,15 @@ def test_dense_normalizes_away_pruning_knobs():
     a = normalize(compose_cfg(["pattern=dense", "metric=wanda"]))
     b = normalize(compose_cfg(["pattern=dense", "metric=esparse"]))
     assert a == b and a["metric"] == {"name": "dense"} and "prune" not in a["stages"]
+
+
+def test_integral_and_float_exponents_are_one_record():
+    from esparse.tracking import config_hash
+
+    a = normalize(compose_cfg(["metric=esparse", "metric.alpha=70"]))
+    b = normalize(compose_cfg(["metric=esparse", "metric.alpha=70.0"]))
+    c = normalize(compose_cfg(["metric=esparse", "metric.alpha=71"]))
+    assert a["metric"]["alpha"] == 70.0 and isinstance(a["metric"]["alpha"], float)
+    assert config_hash(a) == config_hash(b) != config_hash(c)
+    assert normalize(compose_cfg(["metric=ria", "metric.a=1"]))["metric"]["a"] == 1.0
+    assert normalize(compose_cfg(["metric=esparse"]))["metric"]["alpha"] == "auto"
