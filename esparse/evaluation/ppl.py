@@ -29,9 +29,7 @@ def perplexity(
         logits = model(input_ids=ids, use_cache=False).logits
         # one window at a time: a contiguous (seqlen-1, vocab) view instead of a batch-wide float
         # copy plus its log-softmax (~0.8 GB extra at 4 x 512 x 49k vocab in float32)
-        loss = sum(
-            F.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum") for i in range(ids.shape[0])
-        )
+        loss = sum(F.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum") for i in range(ids.shape[0]))
         del logits
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: non-finite loss in windows {start}..{start + ids.shape[0] - 1}")
