@@ -115,6 +115,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
+    save_format = cfg.get("save_format", "safetensors")
+    if save_format not in ("safetensors", "nm"):
+        problems.append(f"save_format: {save_format!r} is not one of ['safetensors', 'nm']")
+    elif save_format == "nm" and cfg.get("save_dir") and not (pattern is not None and pattern.kind == "nm"):
+        problems.append(f"save_format: 'nm' needs an N:M pattern, got pattern={pat_cfg.get('name')!r}")
     if model.get("path") and not (Path(str(model["path"])).expanduser() / "config.json").is_file():
         problems.append(f"model.path: {model['path']!r} has no config.json")
     if model.get("source") not in ("bundled_gguf", "hub") and not model.get("path"):

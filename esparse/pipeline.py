@@ -173,10 +173,19 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
         rec["details"]["prune_seconds"] = report.seconds
         run_.save()
         if cfg.get("save_dir"):
-            from esparse.checkpoint import save_pruned
-
             with run_.stage("save"):
-                save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, report.layer_permutations())
+                if cfg.get("save_format", "safetensors") == "nm":
+                    from esparse.compressed import save_compressed
+
+                    extra = {"config_hash": run_.hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
+                    info = save_compressed(
+                        model, tok, cfg["save_dir"], cfg["pattern"], report.layer_permutations(), extra
+                    )
+                    metrics["save/file_bytes"] = info["file_bytes"]
+                else:
+                    from esparse.checkpoint import save_pruned
+
+                    save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, report.layer_permutations())
 
     if "eval" in stages:
         with run_.stage("eval"):

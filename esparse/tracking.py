@@ -22,6 +22,7 @@ from typing import Any
 NON_SEMANTIC_KEYS = (
     "results_dir",
     "save_dir",
+    "save_format",
     "logger",
     "force",
     "paths",

@@ -62,3 +62,26 @@ def test_failure_leaves_failed_record(overrides, tmp_path, monkeypatch):
     assert "dense/ppl/wikitext2" in rec["metrics"]  # what was computed before the crash is kept
     monkeypatch.undo()
     assert run(cfg)["status"] == "done"  # a re-run redoes the failed config
+
+
+def test_save_format_nm_writes_a_compressed_checkpoint_that_reloads_exactly(overrides, tmp_path):
+    import torch
+
+    from esparse.compressed import load_compressed
+    from esparse.config import ConfigError, validate
+    from esparse.models import get_adapter
+
+    ckpt = tmp_path / "nm"
+    cfg = compose_cfg(
+        overrides + ["metric=wanda", "pattern=2:4", "shuffle=ria_cp", f"save_dir={ckpt}", "save_format=nm"]
+    )
+    rec = run(cfg)
+    assert rec["metrics"]["save/file_bytes"] == (ckpt / "esparse-nm.safetensors").stat().st_size
+    model, _, sidecar = load_compressed(ckpt)  # re-verifies 2:4 in each layer's permuted order
+    assert sidecar["config_hash"] == rec["config_hash"] and sidecar["permutations"]
+    assert all(
+        torch.count_nonzero(lin.weight) * 2 == lin.weight.numel() for _, lin in get_adapter(model).named_linears(model)
+    )
+    bad = normalize(compose_cfg(overrides + ["pattern=unstructured", f"save_dir={ckpt}", "save_format=nm"]))
+    with pytest.raises(ConfigError, match="save_format: 'nm' needs an N:M pattern"):
+        validate(bad)
