@@ -28,8 +28,9 @@ lint: install ## ruff check + format check (notebooks included)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-tables: install ## every paper table from results/runs/*.json -> results/tables/
+tables: install ## every paper table (and runs.md, one row per record) from results/{runs,reference/runs}/*.json -> results/tables/
 	$(PY) -m analysis tables --results results --out results/tables
+	$(PY) -m analysis runs --results results --out results/tables > /dev/null
 
 figures: install ## observation figures -> results/figures/
 	$(PY) -m analysis figures --results results --out results/figures

@@ -1,4 +1,4 @@
-"""``python -m analysis tables|figures|list [--results results] [--out DIR] [--only name,...]``.
+"""``python -m analysis tables|figures|runs|list [--results results] [--out DIR] [--only name,...]``.
 
 ``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
 ``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--out", default=None, help="output dir (default: <results>/figures)")
     f.add_argument("--only", default=None, help="comma-separated figure names")
     sub.add_parser("list", help="list the table and figure names")
+    r = sub.add_parser("runs", help="every finished record, one row each (ppl, sparsity, stage seconds)")
+    r.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
+    r.add_argument("--out", default=None, help="also write <out>/runs.md and runs.csv")
     args = parser.parse_args(argv)
 
     from analysis import tables
@@ -36,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"table   {name:26s} {tables.TITLES.get(name, '')}")
         for name, fn in figures.FIGURES.items():
             print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
+        return 0
+    if args.command == "runs":
+        df = tables.runs_overview(args.results)
+        print(df.to_markdown(index=False, missingval="") if not df.empty else "no finished records")
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "runs.md").write_text(df.to_markdown(index=False, missingval="") + "\n")
+            df.to_csv(Path(args.out) / "runs.csv", index=False)
         return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     start = time.perf_counter()

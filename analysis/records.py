@@ -222,6 +222,8 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "path": str(path) if path else None,
     }
     row.update(_flat(cfg, "cfg"))
+    timings = rec.get("timings") if isinstance(rec.get("timings"), Mapping) else {}
+    row.update({f"seconds/{k}": v for k, v in timings.items()})
     for k, v in metrics.items():
         row[k if k not in row else f"metrics.{k}"] = v
     return row

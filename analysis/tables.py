@@ -747,3 +747,33 @@ def _index(
     lines += ["", "## Bench files skipped", ""]
     lines += [f"- {w}" for w in warnings] or ["none"]
     return "\n".join(lines) + "\n"
+
+
+def runs_overview(results_dir: str | Path) -> pd.DataFrame:
+    """Every finished record as one row, newest first per config: what was run (model, metric and
+    its knobs, pattern, shuffle, calibration, experiment) and what came out (perplexities, zero-shot
+    accuracies, actual sparsity, retained-score gain, stage seconds). Not a paper table: the record
+    browser behind the sweeps of experiments/ (their closing tables are cut from it)."""
+    from analysis import records as rec_io
+
+    recs = rec_io.done(rec_io.load_records(results_dir))
+    if recs.empty:
+        return pd.DataFrame()
+    recs = recs.drop_duplicates("config_hash")
+    knobs = ["model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "shuffle"]
+    knobs += ["calibration", "nsamples", "experiment"]
+    outcome = sorted(c for c in recs.columns if c.startswith(("ppl/", "dense/ppl/", "zeroshot/")) and "stderr" not in c)
+    outcome += [
+        c for c in ("sparsity/actual", "permutation/retained_before", "permutation/retained_after") if c in recs
+    ]
+    secs = [c for c in ("seconds/prune", "seconds/eval") if c in recs]
+    df = recs[knobs + outcome + secs + ["config_hash"]].copy()
+    if "permutation/retained_after" in df:
+        gain = df["permutation/retained_after"] / df["permutation/retained_before"] - 1
+        df = df.drop(columns=["permutation/retained_before", "permutation/retained_after"])
+        df.insert(len(knobs) + len(outcome) - 2, "retained_gain", gain)
+    df.loc[df["metric"] != "esparse", ["metric_alpha", "form"]] = None
+    df.loc[df["metric"] != "ria", "metric_a"] = None
+    df = df.dropna(axis=1, how="all")
+    sort = [c for c in ("model", "pattern", "metric", "shuffle") if c in df]
+    return df.sort_values(sort, kind="stable").reset_index(drop=True).round(4)

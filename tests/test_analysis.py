@@ -474,3 +474,18 @@ def test_a_failing_table_is_reported_and_the_others_are_written(tmp_path, monkey
         tables.build_all(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "ria_t1.csv").is_file() and not (tmp_path / "out" / "ria_t2.csv").exists()
     assert "build failed: KeyError" in (tmp_path / "out" / "index.md").read_text()
+
+
+def test_runs_overview_reads_runs_and_reference_and_keeps_newest(tmp_path):
+    old = make_record("r1", "smollm2_135m", metric="wanda", metrics={"ppl/bundled_wiki": 190.0})
+    new = make_record("r1", "smollm2_135m", metric="wanda", metrics={"ppl/bundled_wiki": 180.0},
+                      finished="2025-05-01T00:00:00+00:00")  # fmt: skip
+    ria = make_record("r2", "smollm2_135m", metric="ria", a=0.5, metrics={"ppl/bundled_wiki": 170.0})
+    failed = make_record("r3", "smollm2_135m", metric="ria", status="failed", metrics={"ppl/bundled_wiki": 1.0})
+    write(tmp_path / "reference", old, ria)
+    write(tmp_path, new, failed)
+    df = tables.runs_overview(tmp_path)
+    assert list(df["config_hash"]) == ["r2", "r1"]  # sorted by metric; the failed run is left out
+    assert list(df["ppl/bundled_wiki"]) == [170.0, 180.0]  # the newer record of r1 wins
+    assert df.loc[df["metric"] == "ria", "metric_a"].item() == 0.5
+    assert tables.runs_overview(tmp_path / "empty").empty
