@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full lint tables figures reproduce-local clean
+.PHONY: help install run test test-full test-slow lint tables figures reproduce-local clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ test: install ## fast test suite (not slow)
 
 test-full: install ## every test, including slow end-to-end runs on the real embedded model
 	$(PY) -m pytest -q $(ARGS)
+
+test-slow: install ## only the slow tests (kill-and-resume sweep, notebook, real-model runs; ~7 min); CI runs them after make test
+	$(PY) -m pytest -q -m slow $(ARGS)
 
 lint: install ## ruff check + format check (notebooks included)
 	$(VENV)/bin/ruff check .
