@@ -49,3 +49,18 @@ def test_kill_and_resume(tiny_model_dir, text_corpus, tmp_path):
     assert after[name]["env"]["started_at"] == rec["env"]["started_at"]  # the finished run was not redone
     assert {r["config"]["metric"]["name"] for r in after.values()} == {"magnitude", "wanda", "ria"}
     assert not list((results / "runs").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_each_point_as_a_job(tiny_model_dir, text_corpus, tmp_path):
+    """The cluster path without a cluster: submitit pickles the task function, runs each sweep point
+    in its own process, and every point writes its record."""
+    results = tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "hydra/launcher=local_submitit", "metric=magnitude,wanda"]
+    cmd += tiny_overrides(tiny_model_dir, text_corpus, results, tmp_path / "cache")
+    cmd += ["pattern=2:4", f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert {r["config"]["metric"]["name"] for r in _done(results / "runs").values()} == {"magnitude", "wanda"}
+    assert list((tmp_path / "multirun").rglob("*_submitted.pkl"))  # really went through submitit
