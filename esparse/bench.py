@@ -280,6 +280,38 @@ def memory_report(arch: Mapping[str, Any], dtype_bytes: int = 2, n: int = 2, m: 
     return _totals(comps, [s.name for s in linear_shapes(a)])
 
 
+def prune_memory(
+    arch: Mapping[str, Any], nsamples: int = 128, seqlen: int = 2048, dtype_bytes: int = 2, hessian: bool = True
+) -> dict[str, Any]:
+    """Accelerator bytes of layer-wise pruning, counted from the architecture (no weights needed):
+    with the whole model on the device, with ``offload`` (one block on the device), and with offload
+    plus ``activations_on=cpu``. Counted: weights, the calibration activations (inputs and outputs of
+    the current block coexist: two copies of nsamples × seqlen × hidden), and SparseGPT's float32
+    Hessian of the widest input (``hessian``); not counted: attention and MLP workspace of one batch,
+    allocator slack. A projection on paper, to size a GPU before renting it."""
+    a = normalize_arch(arch)
+    mem = memory_report(a, dtype_bytes)
+    comps = mem["components"]
+    layers, h = a["num_hidden_layers"], a["hidden_size"]
+    block_names = [s.name for s in linear_shapes(a)] + (["bias"] if "bias" in comps else [])
+    final_norm = (2 if a["family"] == "opt" else 1) * h  # the norm after the last block is not in a block
+    block_params = sum(comps[k]["params"] for k in block_names) // layers
+    block_params += (comps["norms"]["params"] - final_norm) // layers
+    block = block_params * dtype_bytes
+    acts = 2 * nsamples * seqlen * h * dtype_bytes
+    widest = max(s.in_features for s in linear_shapes(a))
+    hess = widest * widest * 4 if hessian else 0
+    return {
+        "model_bytes": mem["dense_bytes"],
+        "block_bytes": block,
+        "activation_bytes": acts,
+        "hessian_bytes": hess,
+        "on_device": mem["dense_bytes"] + acts + hess,
+        "offload": block + acts + hess,
+        "offload_activations_on_cpu": block + hess + 2 * seqlen * h * dtype_bytes,  # one window in flight
+    }
+
+
 def _totals(comps: dict[str, dict[str, int]], linear_names: Sequence[str]) -> dict[str, Any]:
     dense = sum(c["dense_bytes"] for c in comps.values())
     comp = sum(c["compressed_bytes"] for c in comps.values())

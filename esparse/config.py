@@ -115,6 +115,14 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
+    if not isinstance(cfg.get("offload", False), bool):
+        problems.append(f"offload: {cfg.get('offload')!r} must be true or false")
+    if cfg.get("activations_on", "device") not in ("device", "cpu"):
+        problems.append(f"activations_on: {cfg.get('activations_on')!r} is not one of ['device', 'cpu']")
+    if cfg.get("device_map") is not None and cfg.get("offload"):
+        problems.append(
+            f"device_map: {cfg.get('device_map')!r} places the model itself; it cannot be combined with offload=true"
+        )
     save_format = cfg.get("save_format", "safetensors")
     if save_format not in ("safetensors", "nm"):
         problems.append(f"save_format: {save_format!r} is not one of ['safetensors', 'nm']")

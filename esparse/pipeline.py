@@ -12,6 +12,8 @@ import logging
 import time
 import traceback
 from collections.abc import Mapping
+from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,15 +117,21 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
     from esparse import data
     from esparse.masks import Pattern
     from esparse.models import get_adapter, load_model
+    from esparse.models.placement import stream_blocks
 
     rec, metrics = run_.record, run_.record["metrics"]
     cache_dir = cfg.get("paths", {}).get("cache_dir")
     device = cfg["device"]
     stages = cfg.get("stages", [])
 
+    offload = bool(cfg.get("offload", False))
     with run_.stage("load"):
-        model, tok = load_model(cfg["model"], cache_dir=cache_dir, device=device)
+        model, tok = load_model(
+            cfg["model"], cache_dir=cache_dir, device="cpu" if offload else device, device_map=cfg.get("device_map")
+        )
     adapter = get_adapter(model)
+    # offload: the model stays on the CPU and its blocks visit the device one at a time, in eval too
+    placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
 
     eval_sets = {}
     if "eval" in stages:
@@ -131,7 +139,8 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
             eval_sets = _eval_windows(cfg, tok, cache_dir)
         pattern = Pattern.parse(dict(cfg["pattern"]))
         if pattern.kind != "dense" and cfg["eval"].get("dense_baseline", True):
-            metrics.update(_dense_baseline(cfg, model, eval_sets))
+            with placed():
+                metrics.update(_dense_baseline(cfg, model, eval_sets))
             run_.save()
 
     if "prune" in stages:
@@ -158,6 +167,8 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
                 device=device,
                 progress=cfg.get("progress", True),
                 adapter=adapter,
+                offload=offload,
+                store="cpu" if cfg.get("activations_on", "device") == "cpu" else device,
             )
         mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
         metrics["sparsity/actual"] = mask_report.sparsity
@@ -188,7 +199,7 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
                     save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, report.layer_permutations())
 
     if "eval" in stages:
-        with run_.stage("eval"):
+        with run_.stage("eval"), placed():
             for name, windows in eval_sets.items():
                 metrics[f"ppl/{name}"] = _ppl(cfg, model, windows, f"ppl {name}")
                 run_.save()

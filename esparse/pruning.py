@@ -23,6 +23,7 @@ from esparse import permutation as permutations
 from esparse import scores
 from esparse.masks import Pattern, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
+from esparse.models.placement import module_device, non_blocks_to, to_device
 from esparse.sparsegpt import sparsegpt_prune
 from esparse.stats import ChannelStats
 
@@ -106,7 +107,11 @@ def _needs(spec: PruneSpec) -> frozenset[str]:
 
 
 def _run_block(block: nn.Module, inps: list[torch.Tensor], kwargs: dict[int, list[dict]], i: int) -> list[torch.Tensor]:
-    return [block_output(block(x, **kwargs[x.shape[0]][i])) for x in inps]
+    """The block's outputs for every stored batch, left where the inputs are stored; inputs and
+    kwargs visit the block's device (one GPU, one of several under device_map, or the CPU)."""
+    dev = module_device(block)
+    kw = {bs: to_device(per_block[i], dev) for bs, per_block in kwargs.items()}
+    return [block_output(block(x.to(dev), **kw[x.shape[0]])).to(x.device) for x in inps]
 
 
 @torch.no_grad()
@@ -118,25 +123,41 @@ def prune_model(
     device: str | torch.device = "cpu",
     progress: bool = True,
     adapter: Adapter | None = None,
+    offload: bool = False,
+    store: str | torch.device | None = None,
 ) -> PruneReport:
-    """Prune ``model`` in place with calibration token ids ``calib_ids`` (nsamples, seqlen)."""
+    """Prune ``model`` in place with calibration token ids ``calib_ids`` (nsamples, seqlen).
+
+    ``offload=True``: the model stays where it is (the CPU) and each block visits ``device`` only
+    while it is calibrated, pruned and re-run, so the accelerator holds one block at a time.
+    ``store`` is where the calibration activations wait between blocks (default ``device``; ``"cpu"``
+    trades host-device copies for accelerator memory). Neither changes the result.
+    """
     adapter = adapter or get_adapter(model)
     score_fn = scores.get(spec.metric)
     perm_fn = permutations.get(spec.shuffle) if spec.permutes else None
     needs = _needs(spec)
     report = PruneReport()
     t0 = time.perf_counter()
+    blocks = adapter.blocks(model)
+    home = module_device(blocks[0])
+    store = torch.device(store if store is not None else device)
 
     inps: list[torch.Tensor] = []
     kwargs: dict[int, list[dict]] = {}
-    for start in range(0, calib_ids.shape[0] if needs else 0, batch_size):
-        ids = calib_ids[start : start + batch_size].to(device)
-        hidden, per_block = capture_block_kwargs(model, adapter, ids)
-        inps.append(hidden)
-        kwargs.setdefault(ids.shape[0], per_block)
+    if offload and needs:
+        non_blocks_to(model, adapter, device)
+    try:
+        for start in range(0, calib_ids.shape[0] if needs else 0, batch_size):
+            ids = calib_ids[start : start + batch_size].to(device)
+            hidden, per_block = capture_block_kwargs(model, adapter, ids)
+            inps.append(hidden.to(store))
+            kwargs.setdefault(ids.shape[0], per_block)
+    finally:
+        if offload and needs:
+            non_blocks_to(model, adapter, home)
     report.seconds["capture"] = time.perf_counter() - t0
 
-    blocks = adapter.blocks(model)
     if not needs:  # the score ignores activations (magnitude): no calibration forward is needed at all
         for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
             for group in adapter.linear_groups(block):
@@ -144,6 +165,8 @@ def prune_model(
         report.seconds["total"] = time.perf_counter() - t0
         return report
     for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
+        if offload:
+            block.to(device)
         groups = adapter.linear_groups(block)
         stats = [
             ChannelStats(
@@ -151,7 +174,7 @@ def prune_model(
                 bins=spec.bins,
                 entropy="entropy" in needs,
                 hessian="hessian" in needs,
-                device=device,
+                device=module_device(block),
             )
             for group in groups
         ]
@@ -176,6 +199,8 @@ def prune_model(
             _prune_group(prefix, group, st, spec, score_fn, perm_fn, report)
         del stats
         inps = _run_block(block, inps, kwargs, i)
+        if offload:
+            block.to(home)
     report.seconds["total"] = time.perf_counter() - t0
     return report
 

@@ -339,3 +339,21 @@ def test_device_slug_and_atomic_json(tmp_path):
     path = bench.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in path.parent.iterdir()] == ["b.json"]
+
+
+def test_prune_memory_by_hand():
+    from esparse.bench import prune_memory
+
+    # llama, h=8, inter=16, 2 blocks, 2 heads, vocab 10, untied. Per block: q,k,v,o 4*8*8 = 256,
+    # gate/up 2*16*8 = 256, down 8*16 = 128, two RMSNorms 2*8 = 16 -> 656 params = 1312 bytes (fp16).
+    # Model: 2*656 + embed 80 + lm_head 80 + final norm 8 = 1480 params = 2960 bytes.
+    arch = {"family": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "vocab_size": 10, "tie_word_embeddings": False}  # fmt: skip
+    r = prune_memory(arch, nsamples=3, seqlen=5, dtype_bytes=2)
+    assert r["block_bytes"] == 1312 and r["model_bytes"] == 2960
+    assert r["activation_bytes"] == 2 * 3 * 5 * 8 * 2  # inputs and outputs of the current block
+    assert r["hessian_bytes"] == 16 * 16 * 4  # widest input (down_proj: 16), float32
+    assert r["on_device"] == 2960 + 480 + 1024
+    assert r["offload"] == 1312 + 480 + 1024
+    assert r["offload_activations_on_cpu"] == 1312 + 1024 + 2 * 5 * 8 * 2
+    assert prune_memory(arch, 3, 5, hessian=False)["hessian_bytes"] == 0

@@ -38,8 +38,13 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ValueError(f"model.dtype={name!r} is not one of {sorted(_DTYPES)}") from None
 
 
-def load_model(cfg: Mapping[str, Any], cache_dir: str | Path | None = None, device: str = "cpu"):
-    """Load ``(model, tokenizer)`` for a resolved ``cfg.model`` mapping, in eval mode."""
+def load_model(
+    cfg: Mapping[str, Any], cache_dir: str | Path | None = None, device: str = "cpu", device_map: Any = None
+):
+    """Load ``(model, tokenizer)`` for a resolved ``cfg.model`` mapping, in eval mode.
+
+    ``device_map`` (e.g. ``"auto"``) hands placement to transformers/accelerate (a model spread over
+    several GPUs); then ``device`` is not applied."""
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     dtype = torch_dtype(cfg.get("dtype", "float32"))
     trust = bool(cfg.get("trust_remote_code", False))
@@ -50,32 +55,35 @@ def load_model(cfg: Mapping[str, Any], cache_dir: str | Path | None = None, devi
                 f"model.path={str(src)!r} has no config.json; point model.path at a directory written by "
                 "save_pretrained (or by this framework's save_dir)."
             )
-        model, tok = _from_pretrained(str(src), dtype, trust)
+        model, tok = _from_pretrained(str(src), dtype, trust, device_map)
     elif cfg.get("source") == "bundled_gguf":
-        model, tok = _from_pretrained(str(_bundled_cache(cfg, cache_dir)), dtype, trust)
+        model, tok = _from_pretrained(str(_bundled_cache(cfg, cache_dir)), dtype, trust, device_map)
     elif cfg.get("source") == "hub":
-        model, tok = _from_hub(cfg, dtype, trust)
+        model, tok = _from_hub(cfg, dtype, trust, device_map)
     else:
         raise ValueError(f"model.source={cfg.get('source')!r} is not one of ['bundled_gguf', 'hub']")
-    model.eval().to(device)
+    model.eval()
+    if device_map is None:
+        model.to(device)
     model.requires_grad_(False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model, tok
 
 
-def _from_pretrained(src: str, dtype: torch.dtype, trust: bool):
+def _from_pretrained(src: str, dtype: torch.dtype, trust: bool, device_map: Any = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, trust_remote_code=trust)
+    kw = {"device_map": device_map} if device_map is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, trust_remote_code=trust, **kw)
     return model, tok
 
 
-def _from_hub(cfg: Mapping[str, Any], dtype: torch.dtype, trust: bool):
+def _from_hub(cfg: Mapping[str, Any], dtype: torch.dtype, trust: bool, device_map: Any = None):
     hf_id = cfg.get("hf_id")
     try:
-        return _from_pretrained(str(hf_id), dtype, trust)
+        return _from_pretrained(str(hf_id), dtype, trust, device_map)
     except (OSError, ValueError) as e:  # transformers raises OSError for missing repos / no network
         raise ModelNotFoundError(
             f"model {cfg.get('name')!r}: could not load {hf_id!r} from the Hugging Face hub or its local cache "
