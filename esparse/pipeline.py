@@ -244,9 +244,20 @@ def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str) -> flo
     )
 
 
+def baseline_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The config of the dense-perplexity record a pruned run reuses: its dense config with the
+    zero-shot tasks dropped, since the baseline computes perplexity only (a record must never claim
+    an evaluation it did not run; the dense zero-shot numbers come from a dense run of their own)."""
+    d = dense_config(cfg)
+    d["eval"] = {**d["eval"], "zeroshot": {**(d["eval"].get("zeroshot") or {}), "tasks": []}}
+    return d
+
+
 def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tensor]) -> dict[str, float]:
     """Dense perplexities from the dense record (computed now, on the not-yet-pruned model, if absent)."""
-    dcfg = dense_config(cfg)
+    if not eval_sets:
+        return {}  # no perplexity asked for: nothing to compare, no record to write
+    dcfg = baseline_config(cfg)
     path = tracking.record_path(dcfg["results_dir"], tracking.config_hash(dcfg))
     rec = tracking.read_record(path)
     if not (rec and rec.get("status") == "done"):

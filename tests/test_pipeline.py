@@ -85,3 +85,29 @@ def test_save_format_nm_writes_a_compressed_checkpoint_that_reloads_exactly(over
     bad = normalize(compose_cfg(overrides + ["pattern=unstructured", f"save_dir={ckpt}", "save_format=nm"]))
     with pytest.raises(ConfigError, match="save_format: 'nm' needs an N:M pattern"):
         validate(bad)
+
+
+def test_dense_baseline_record_never_claims_zero_shot_it_did_not_run(overrides, tmp_path):
+    from esparse.pipeline import baseline_config
+
+    zs = ["eval.zeroshot.tasks=[piqa_local]", "eval.zeroshot.limit=5"]
+    cfg = normalize(compose_cfg(overrides + ["metric=wanda"] + zs))
+    base = baseline_config(cfg)
+    assert base["eval"]["zeroshot"]["tasks"] == [] and base["pattern"]["kind"] == "dense"
+    # the ppl-only baseline is the same record whether or not the pruned run also asked for zero-shot
+    ppl_only = normalize(compose_cfg(overrides + ["eval.zeroshot.limit=5"]))
+    assert tracking.config_hash(base) == tracking.config_hash(baseline_config(ppl_only))
+    # a zero-shot-only run (no perplexity datasets) writes no dense baseline record at all
+    import esparse.evaluation.zeroshot as zmod
+
+    def fake_zeroshot(model, tok, zcfg):
+        return {"zeroshot/piqa_local/acc": 0.5, "zeroshot/avg/acc": 0.5}, {}
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(zmod, "evaluate_zeroshot", fake_zeroshot)
+    try:
+        rec = run(compose_cfg(overrides + ["metric=magnitude", "eval.ppl.datasets=[]"] + zs))
+    finally:
+        mp.undo()
+    assert rec["metrics"]["zeroshot/avg/acc"] == 0.5
+    assert [p.stem for p in (tmp_path / "results" / "runs").glob("*.json")] == [rec["config_hash"]]
