@@ -123,6 +123,14 @@ def save_compressed(
     }
 
 
+def _skip_init():
+    try:  # transformers >= 5: a context that skips weight initialisation
+        from transformers.initialization import no_init_weights
+    except ImportError:  # pragma: no cover - older transformers: initialise (slower, same result)
+        from contextlib import nullcontext as no_init_weights
+    return no_init_weights()
+
+
 def load_compressed(save_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
     """``(model, tokenizer, sidecar)`` with the dense-with-zeros weights restored exactly; the N:M
     pattern is re-verified (in permuted order where a layer has a permutation)."""
@@ -146,7 +154,8 @@ def load_compressed(save_dir: str | Path, device: str = "cpu", trust_remote_code
         elif not key.endswith(".nm_index"):
             state[key] = t
     config = AutoConfig.from_pretrained(save_dir, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    with _skip_init():  # every weight is overwritten below: random init would only cost time
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     dtype = next(iter(state.values())).dtype
     model.to(dtype)
     missing, unexpected = model.load_state_dict(state, strict=False)
