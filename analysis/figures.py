@@ -348,10 +348,13 @@ def permutation_retained(inp: Inputs):
     bench_rows = []
     for case in (inp.permutation_bench or {}).get("results", []) or []:
         for r in case.get("rows", []) or []:
-            if r.get("retained_over_bound") is not None and r.get("seconds") is not None:
+            timing = r.get("timing") or {}  # {threads: {"seconds": ...}}: the widest run is the wall time
+            secs = timing[max(timing, key=int)].get("seconds") if timing else r.get("seconds")
+            if r.get("retained_over_bound") is not None and secs is not None:
+                label = r.get("label") or r.get("method")
                 bench_rows.append({"case": f"{case.get('case', '?')} {case.get('n', '?')}:{case.get('m', '?')}",
-                                   "label": r.get("label") or r.get("method"), "method": r.get("method"),
-                                   "ret": float(r["retained_over_bound"]), "seconds": float(r["seconds"])})  # fmt: skip
+                                   "label": label, "method": label,
+                                   "ret": float(r["retained_over_bound"]), "seconds": float(secs)})  # fmt: skip
     gains = retained_gains(inp.records)
     gains = gains[gains["shuffle"] != "none"]
     if not bench_rows and gains.empty:
@@ -368,18 +371,18 @@ def permutation_retained(inp: Inputs):
         cases = list(dict.fromkeys(b["case"]))
         markers = "osD^vP*Xh<>"
         methods = list(dict.fromkeys(b["method"]))
-        cmap = plt.get_cmap("tab10")
+        cmap = plt.get_cmap("tab20")  # up to 20 methods and variants, each its own colour
         for ci, case in enumerate(cases):
             for mi, meth in enumerate(methods):
                 sub = b[(b["case"] == case) & (b["method"] == meth)]
                 if not sub.empty:
                     ax.scatter(sub["seconds"].clip(lower=1e-4), sub["ret"], marker=markers[ci % len(markers)],
-                               color=cmap(mi % 10), s=30, alpha=0.85)  # fmt: skip
+                               color=cmap(mi % 20), s=30, alpha=0.85)  # fmt: skip
         _log(ax, "x")
         ax.set_xlabel("seconds per matrix (log, wall)")
         ax.set_ylabel("retained score / unstructured bound")
         ax.set_title("per matrix (results/bench/permutation.json)", fontsize=10)
-        mh = [plt.Line2D([], [], ls="", marker="o", color=cmap(i % 10), label=m) for i, m in enumerate(methods)]
+        mh = [plt.Line2D([], [], ls="", marker="o", color=cmap(i % 20), label=m) for i, m in enumerate(methods)]
         ch = [plt.Line2D([], [], ls="", marker=markers[i % len(markers)], color="0.3", label=c)
               for i, c in enumerate(cases)]  # fmt: skip
         leg = ax.legend(handles=mh, title="method", fontsize=7, loc="lower right")

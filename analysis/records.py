@@ -381,6 +381,8 @@ def read_bench_files(results_dir: str | Path) -> tuple[list[dict[str, Any]], lis
         defaults: dict[str, Any] = {}
         if isinstance(data, Mapping) and isinstance(data.get("reports"), Mapping):
             data = _memory_rows(data["reports"], data)
+        elif isinstance(data, Mapping) and isinstance(data.get("results"), list):
+            data = _permutation_rows(data)
         elif isinstance(data, Mapping) and isinstance(data.get("rows"), list):
             defaults = {k: v for k, v in data.items() if not isinstance(v, (list, Mapping))}
             env = data.get("env")
@@ -394,6 +396,36 @@ def read_bench_files(results_dir: str | Path) -> tuple[list[dict[str, Any]], lis
             defaults["finished_at"] = _mtime(path).isoformat()
         rows.extend(_bench_row(r, defaults, f"bench:{path.name}") for r in data)
     return rows, warnings
+
+
+def _permutation_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """experiments/bench_permutation.py's ``{"results": [{case, shape, n, m, rows: [...]}]}``: one row
+    per (matrix, method) with its wall seconds at the most threads timed (the machine's full width)
+    and its retained score over the unstructured bound. Variants with extra kwargs keep their label
+    (``ria_cp_lsa(community_size=64)``) so they never stand in for the method's default."""
+    env = doc.get("env") if isinstance(doc.get("env"), Mapping) else {}
+    device = f"cpu ({env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores)" if env else "cpu"
+    out = []
+    for case in doc["results"]:
+        if not isinstance(case, Mapping) or not isinstance(case.get("rows"), list):
+            return None
+        for r in case["rows"]:
+            timing = r.get("timing") if isinstance(r.get("timing"), Mapping) else {}
+            threads = max(timing, key=lambda t: int(t)) if timing else None
+            out.append(
+                {
+                    "model": "real" if str(case.get("case", "")).startswith("real") else "synthetic",
+                    "case": case.get("case"),
+                    "shape": case.get("shape"),
+                    "pattern": f"{case.get('n')}:{case.get('m')}",
+                    "method": r.get("method") if not r.get("kwargs") else r.get("label"),
+                    "seconds": timing[threads].get("seconds") if threads is not None else r.get("seconds"),
+                    "retained_over_bound": r.get("retained_over_bound"),
+                    "threads": threads,
+                    "device": device,
+                }
+            )
+    return out
 
 
 def _memory_rows(reports: Mapping[str, Any], top: Mapping[str, Any]) -> list[dict[str, Any]] | None:

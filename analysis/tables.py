@@ -454,6 +454,7 @@ def _permutation_table(
         for idx, r in rows.iterrows():
             if (
                 r["shuffle"] == k["shuffle"]
+                and _str(r.get("pattern")) in (None, "2:4")  # the paper times 2:4
                 and _close(_num(r["escapes"]) or 0.0, float(k.get("escapes", 0)))
                 and _close(_num(r["rows"]), k["rows"])
                 and _close(_num(r["cols"]), k["cols"])
@@ -467,11 +468,13 @@ def _permutation_table(
     labels = {(c.keys["shuffle"], float(c.keys.get("escapes", 0))): c.row for c in table.cells}
     seen: set[tuple] = set()
     for idx, r in rows.iterrows():
-        key = (r["shuffle"], _num(r["escapes"]) or 0.0, _num(r["rows"]), _num(r["cols"]))
+        pat = _str(r.get("pattern"))
+        key = (r["shuffle"], _num(r["escapes"]) or 0.0, _num(r["rows"]), _num(r["cols"]), pat)
         if idx in used or key in seen or key[2] is None or key[3] is None:
             continue
         seen.add(key)
         label = labels.get(key[:2], f"{r['shuffle']} (escapes={int(key[1])})")
+        label += f", {pat}" if pat not in (None, "2:4") else ""
         cell = PaperCell(label, f"{int(key[2])} x {int(key[3])}", {}, None)
         found = (float(r["seconds"]), {"device": r["device"], "config_hash": r["source"]}, "bench seconds")
         lines.append(_line(cell, _str(r["model"]) or "—", found, "bench seconds", True))

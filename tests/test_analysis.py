@@ -489,3 +489,27 @@ def test_runs_overview_reads_runs_and_reference_and_keeps_newest(tmp_path):
     assert list(df["ppl/bundled_wiki"]) == [170.0, 180.0]  # the newer record of r1 wins
     assert df.loc[df["metric"] == "ria", "metric_a"].item() == 0.5
     assert tables.runs_overview(tmp_path / "empty").empty
+
+
+def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_path):
+    def row(method, secs_by_threads, kwargs=None, label=None):
+        return {"method": method, "kwargs": kwargs or {}, "label": label or method, "retained_over_bound": 0.97,
+                "timing": {str(t): {"seconds": s} for t, s in secs_by_threads.items()}}  # fmt: skip
+
+    doc = {
+        "env": {"cpu": "x86_64", "cpu_count": 2},
+        "results": [
+            {"case": "synthetic 4096x4096", "shape": [4096, 4096], "n": 2, "m": 4,
+             "rows": [row("ria_cp_lsa", {1: 1.9, 2: 1.1}),
+                      row("ria_cp_lsa", {1: 2.5}, {"sweeps": 2}, "ria_cp_lsa(sweeps=2)")]},
+            {"case": "synthetic 4096x4096", "shape": [4096, 4096], "n": 4, "m": 8,
+             "rows": [row("ria_cp_lsa", {1: 3.0})]},
+        ],
+    }  # fmt: skip
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "permutation.json").write_text(json.dumps(doc))
+    rows, warnings = rec_io.read_bench_files(tmp_path)
+    assert not warnings and len(rows) == 3
+    assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time
+    df = tables.ria_t11(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
+    assert cell(df, "Channel Permutation", "4096 x 4096")["ours"] == 1.1  # the 2:4 default, not 4:8 or a variant
