@@ -224,6 +224,10 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
     row.update(_flat(cfg, "cfg"))
     timings = rec.get("timings") if isinstance(rec.get("timings"), Mapping) else {}
     row.update({f"seconds/{k}": v for k, v in timings.items()})
+    memory = rec.get("memory") if isinstance(rec.get("memory"), Mapping) else {}
+    for stage, peaks in memory.items():
+        if isinstance(peaks, Mapping):
+            row.update({f"memory/{stage}/{k}": v for k, v in peaks.items()})
     for k, v in metrics.items():
         row[k if k not in row else f"metrics.{k}"] = v
     return row

@@ -48,6 +48,7 @@ class Run:
             "status": "running",
             "metrics": {},
             "timings": {},
+            "memory": {},
             "env": {**tracking.environment(cfg.get("device", "cpu")), "started_at": tracking.now_iso()},
             "details": {},
         }
@@ -56,18 +57,23 @@ class Run:
         tracking.write_json_atomic(self.path, self.record)
 
     def stage(self, name: str):
-        return _Timer(self.record["timings"], name)
+        """Time a stage and record its peak host/device memory (``record["memory"][name]``)."""
+        return _Stage(self.record, name, self.cfg.get("device", "cpu"))
 
 
-class _Timer:
-    def __init__(self, timings: dict, name: str):
-        self.timings, self.name = timings, name
+class _Stage:
+    def __init__(self, record: dict, name: str, device: str):
+        self.record, self.name = record, name
+        self.mem = tracking.PeakMemory(device)
 
     def __enter__(self):
+        self.mem.__enter__()
         self.t = time.perf_counter()
 
     def __exit__(self, *exc):
-        self.timings[self.name] = round(time.perf_counter() - self.t, 3)
+        self.record["timings"][self.name] = round(time.perf_counter() - self.t, 3)
+        self.mem.__exit__(*exc)
+        self.record.setdefault("memory", {})[self.name] = self.mem.as_dict()
 
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -130,6 +136,7 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
             cfg["model"], cache_dir=cache_dir, device="cpu" if offload else device, device_map=cfg.get("device_map")
         )
     adapter = get_adapter(model)
+    rec["details"]["loaded_arch"] = _loaded_arch(model)
     # offload: the model stays on the CPU and its blocks visit the device one at a time, in eval too
     placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
 
@@ -219,6 +226,17 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
     del adapter
 
 
+def _loaded_arch(model) -> dict[str, Any] | None:
+    """The architecture of the model actually loaded (from its own config, not ours): a record says
+    what it ran on, and memory projections can use it."""
+    from esparse.bench import arch_from_hf_config
+
+    try:
+        return arch_from_hf_config(model.config)
+    except ValueError:  # a model type without a memory layout: nothing to project, nothing wrong
+        return None
+
+
 def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Tensor]:
     from esparse import data
 
@@ -285,5 +303,11 @@ def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:
         if k.startswith(("ppl/", "dense/ppl/", "zeroshot/avg")) or k == "sparsity/actual":
             row[k] = round(v, 3) if isinstance(v, float) else v
     row["seconds"] = round(sum(record.get("timings", {}).values()), 1)
+    host = [m.get("host_peak_gb") for m in record.get("memory", {}).values()]
+    if any(h is not None for h in host):
+        row["peak_host_gb"] = round(max(h for h in host if h is not None), 2)
+    dev = [m.get("device_peak_gb") for m in record.get("memory", {}).values()]
+    if any(d is not None for d in dev):
+        row["peak_device_gb"] = round(max(d for d in dev if d is not None), 2)
     row["record"] = f"runs/{record['config_hash']}.json"
     return row

@@ -33,8 +33,14 @@ def test_run_writes_complete_record(overrides, tmp_path):
     assert m["permutation/retained_before"] == m["permutation/retained_after"]
     assert on_disk["env"]["versions"]["torch"]
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 2  # + the dense baseline record
+    # every timed stage also has its peak memory; on CPU there is no device peak to claim
+    assert set(on_disk["memory"]) == set(on_disk["timings"])
+    for peaks in on_disk["memory"].values():
+        assert peaks["host_peak_gb"] > 0.01 and peaks["device_peak_gb"] is None
     row = summary_row(on_disk)
     assert row["metric"] == "wanda" and row["pattern"] == "2:4"
+    assert row["peak_host_gb"] == round(max(p["host_peak_gb"] for p in on_disk["memory"].values()), 2)
+    assert "peak_device_gb" not in row
 
 
 def test_finished_config_is_skipped_unless_forced(overrides):

@@ -50,3 +50,20 @@ def test_unreadable_record_is_not_done(tmp_path):
 
 def test_flatten():
     assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+
+
+@pytest.mark.skipif(tracking.host_rss_bytes() is None, reason="needs /proc/self/statm")
+def test_peak_memory_sees_a_transient_allocation():
+    """A 256 MB buffer allocated, touched and freed inside the block shows in the peak, not after."""
+    import time
+
+    import torch
+
+    before = tracking.host_rss_bytes()
+    with tracking.PeakMemory("cpu", interval=0.005) as pm:
+        buf = torch.ones(64 * 2**20, dtype=torch.float32)  # 256 MiB, written so the pages are resident
+        time.sleep(0.1)
+        del buf
+    assert pm.device_peak is None  # CPU: no accelerator peak is claimed
+    assert pm.host_peak - before >= 200 * 2**20
+    assert pm.as_dict()["host_peak_gb"] == round(pm.host_peak / 1e9, 4)
