@@ -8,6 +8,7 @@ tensor, so a wrong sparse result can be injected.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -357,3 +358,25 @@ def test_prune_memory_by_hand():
     assert r["offload"] == 1312 + 480 + 1024
     assert r["offload_activations_on_cpu"] == 1312 + 1024 + 2 * 5 * 8 * 2
     assert prune_memory(arch, 3, 5, hessian=False)["hessian_bytes"] == 0
+
+
+@pytest.mark.slow
+def test_bench_offload_measures_three_placements_of_one_config(tiny_model_dir, text_corpus, tmp_path):
+    """Three real pruning subprocesses, one config hash, a measured host peak each, no device peak on CPU."""
+    import subprocess
+    import sys
+
+    from helpers import tiny_overrides
+
+    root = Path(__file__).resolve().parents[1]
+    over = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "r", tmp_path / "c")
+    out = tmp_path / "offload.json"
+    cmd = [sys.executable, "experiments/bench_offload.py", "--device", "cpu", "--out", str(out), "--", *over]
+    subprocess.run(cmd, cwd=root, check=True, capture_output=True, timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["placement"] for r in rows] == ["on_device", "offload", "offload_activations_on_cpu"]
+    assert len({r["config_hash"] for r in rows}) == 1
+    assert all(r["host_peak_gb_prune"] > 0.05 and r["device_peak_gb_prune"] is None for r in rows)
+    proj = [r["projected_device_bytes"] for r in rows]
+    assert proj[0] > proj[1] > proj[2] > 0
+    assert not (tmp_path / "r" / "runs").exists()  # the scratch runs never land in the user's results
