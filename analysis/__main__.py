@@ -1,7 +1,8 @@
-"""``python -m analysis tables|figures|runs|list [--results results] [--out DIR] [--only name,...]``.
+"""``python -m analysis tables|figures|runs|grid|list [--results results] [--out DIR] [--only name,...]``.
 
 ``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
-``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
+``grid`` pivots one outcome of the records over two knobs (e.g. perplexity by score × shuffle per
+pattern), ``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("runs", help="every finished record, one row each (ppl, sparsity, stage seconds)")
     r.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
     r.add_argument("--out", default=None, help="also write <out>/runs.md and runs.csv")
+    g = sub.add_parser("grid", help="one outcome pivoted over two knobs of the finished records, per pattern")
+    g.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
+    g.add_argument("--rows", default="metric", help="knob down the side (a column of `runs`)")
+    g.add_argument("--cols", default="shuffle", help="knob across the top")
+    g.add_argument("--by", default="pattern", help="one grid per value of this knob ('' for one grid)")
+    g.add_argument("--value", default="ppl/bundled_wiki", help="the outcome in the cells")
+    g.add_argument("--where", action="append", default=[], metavar="KEY=V[,V]",
+                   help="keep rows whose KEY is one of the values or does not apply (repeatable)")  # fmt: skip
+    g.add_argument("--out", default=None, help="also write the grids to this markdown file")
     args = parser.parse_args(argv)
 
     from analysis import tables
@@ -48,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             (Path(args.out) / "runs.md").write_text(df.to_markdown(index=False, missingval="") + "\n")
             df.to_csv(Path(args.out) / "runs.csv", index=False)
         return 0
+    if args.command == "grid":
+        return _grid(args)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     start = time.perf_counter()
     if args.command == "figures":
@@ -73,6 +85,38 @@ def main(argv: list[str] | None = None) -> int:
         figs = Path(args.figures) if args.figures else Path(args.results) / "figures"
         where = wandb_tables.log_all(built, figs, dir=Path(args.results) / "wandb")
         print(f"logged {len(built)} tables and the figures in {figs} to W&B: {where}")
+    return 0
+
+
+def _grid(args: argparse.Namespace) -> int:
+    from analysis import tables
+
+    where = {}
+    for item in args.where:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            print(f"error: --where {item!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        where[key] = val
+    try:
+        grids = tables.runs_grid(args.results, args.rows, args.cols, args.by or None, args.value, where)
+    except tables.GridError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not grids:
+        print("no finished records match")
+        return 0
+    head = f"{args.value} by {args.rows} × {args.cols}" + (f" ({' '.join(args.where)})" if args.where else "")
+    parts = [f"## {head}"]
+    for part, grid in grids.items():
+        title = f"{args.by} = {part}" if args.by else "all"
+        cells = grid.map(lambda v: "" if v is None or v != v else f"{v:.1f}")  # v != v: NaN, not run
+        parts.append(f"### {title}\n\n{cells.to_markdown(disable_numparse=True)}")
+    text = "\n\n".join(parts) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
     return 0
 
 

@@ -780,3 +780,72 @@ def runs_overview(results_dir: str | Path) -> pd.DataFrame:
     df = df.dropna(axis=1, how="all")
     sort = [c for c in ("model", "pattern", "metric", "shuffle") if c in df]
     return df.sort_values(sort, kind="stable").reset_index(drop=True).round(4)
+
+
+class GridError(ValueError):
+    """Records that disagree inside one grid cell: the grid names the knobs that tell them apart."""
+
+
+def runs_grid(
+    results_dir: str | Path,
+    rows: str = "metric",
+    cols: str = "shuffle",
+    by: str | None = "pattern",
+    value: str = "ppl/bundled_wiki",
+    where: Mapping[str, str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """A pivot of one outcome over two knobs of the finished records (one frame per ``by`` value),
+    e.g. perplexity by score × shuffle at each pattern: the closing table of a sweep, cut from the
+    records so it cannot drift from them. ``where`` keeps rows whose column equals the value *or*
+    does not apply to them (``metric_alpha=auto`` keeps Wanda, whose alpha is empty). Records of one
+    configuration under several experiment names share a cell when they agree; records in one cell
+    that disagree are an error naming the knobs that differ (narrow with ``where``), never a guess."""
+    df = runs_overview(results_dir)
+    if df.empty:
+        return {}
+    for key in [rows, cols, value, *([by] if by else []), *(where or {})]:
+        if key not in df.columns:
+            raise GridError(f"{key!r} is not a column of the records; known: {sorted(df.columns)}")
+    for key, want in (where or {}).items():
+        wanted = str(want).split(",")
+        df = df[df[key].map(lambda v, w=wanted: is_missing(v) or any(_same(v, x) for x in w))]
+    df = df.dropna(subset=[value])
+    knobs = [c for c in ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern",
+                         "shuffle", "calibration", "nsamples") if c in df]  # fmt: skip
+    out: dict[str, pd.DataFrame] = {}
+    for part, sub in df.groupby(by, sort=True) if by else [("all", df)]:
+        for (r, c), cell in sub.groupby([rows, cols]):
+            if cell[value].nunique() > 1:
+                differ = [k for k in knobs if cell[k].astype(str).nunique() > 1]
+                raise GridError(
+                    f"{by}={part} {rows}={r} {cols}={c}: {len(cell)} records disagree on {value} "
+                    f"({sorted(cell[value].round(3))}); they differ in {differ or 'nothing recorded'}: "
+                    f"add --where for one of them ({', '.join(cell['config_hash'])})"
+                )
+        grid = sub.pivot_table(index=rows, columns=cols, values=value, aggfunc="first")
+        out[str(part)] = grid.reindex(index=_grid_order(rows, grid.index), columns=_grid_order(cols, grid.columns))
+    return out
+
+
+#: reading order of the usual grid axes (the rest sort alphabetically after them)
+GRID_ORDER = {
+    "metric": ["magnitude", "ri", "wanda", "ria", "esparse", "sparsegpt"],
+    "shuffle": ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "greedy"],
+    "pattern": ["unstructured", "1:4", "2:4", "3:4", "4:8"],
+}
+
+
+def _same(have: Any, want: str) -> bool:
+    """A record value equals a command-line value: as text, or as numbers (32.0 is 32)."""
+    if str(have) == want:
+        return True
+    try:
+        return float(have) == float(want)
+    except (TypeError, ValueError):
+        return False
+
+
+def _grid_order(axis: str, have: Iterable[Any]) -> list[Any]:
+    known = GRID_ORDER.get(axis, [])
+    have = list(have)
+    return [k for k in known if k in have] + sorted((h for h in have if h not in known), key=str)

@@ -513,3 +513,37 @@ def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_pat
     assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time
     df = tables.ria_t11(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
     assert cell(df, "Channel Permutation", "4096 x 4096")["ours"] == 1.1  # the 2:4 default, not 4:8 or a variant
+
+
+def test_runs_grid_pivots_filters_where_applicable_and_refuses_disagreeing_cells(tmp_path):
+    ppl = "ppl/bundled_wiki"
+    recs = [
+        make_record("w0", "m", metric="wanda", metrics={ppl: 183.0}),
+        make_record("w1", "m", metric="wanda", shuffle="ria_cp_lsa", metrics={ppl: 115.0}),
+        make_record("e0", "m", metric="esparse", alpha="auto", metrics={ppl: 178.0}),
+        make_record("e1", "m", metric="esparse", alpha="auto", shuffle="esparse_global", metrics={ppl: 169.0}),
+        make_record("e7", "m", metric="esparse", alpha=70.0, metrics={ppl: 1246.0}),  # same cell as e0
+        make_record("w4", "m", metric="wanda", pattern="4:8", metrics={ppl: 92.0}),
+    ]
+    write(tmp_path, *recs)
+    with pytest.raises(tables.GridError, match=r"metric=esparse shuffle=none.*metric_alpha"):
+        tables.runs_grid(tmp_path)  # e0 and e7 share a cell and disagree: no silent pick
+    grids = tables.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
+    g = grids["2:4"]
+    assert list(g.index) == ["wanda", "esparse"] and list(g.columns) == ["none", "esparse_global", "ria_cp_lsa"]
+    assert g.loc["wanda", "ria_cp_lsa"] == 115.0 and g.loc["esparse", "esparse_global"] == 169.0
+    assert pd.isna(g.loc["wanda", "esparse_global"])  # not run stays empty
+    assert grids["4:8"].loc["wanda", "none"] == 92.0
+    assert tables.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"] == 1246.0
+    with pytest.raises(tables.GridError, match="'bogus' is not a column"):
+        tables.runs_grid(tmp_path, value="bogus")
+
+
+def test_grid_cli_writes_markdown(tmp_path):
+    from analysis.__main__ import main
+
+    write(tmp_path, make_record("w0", "m", metric="wanda", metrics={"ppl/bundled_wiki": 183.04}))
+    out = tmp_path / "grid.md"
+    assert main(["grid", "--results", str(tmp_path), "--out", str(out)]) == 0
+    assert "| wanda    | 183.0  |" in out.read_text()
+    assert main(["grid", "--results", str(tmp_path), "--where", "nokey"]) == 2
