@@ -31,14 +31,15 @@ lint: install ## ruff check + format check (notebooks included)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# the channel-permutation grid of the embedded default (experiments/shuffle_sweep_local.sh): score × shuffle per pattern
+# the channel-permutation grid of the embedded default (experiments/shuffle_sweep_local.sh): score × shuffle per
+# pattern; a cell whose records disagree is reported (narrow with --where) without failing the other tables
 SHUFFLE_GRID = --where model=smollm2_135m --where calibration=bundled_wiki --where nsamples=32 \
 	--where metric=wanda,ria,esparse --where metric_alpha=auto --where metric_a=0.5 --where reconstruct=False
 
 tables: install ## every paper table (and runs.md, one row per record) from results/{runs,reference/runs}/*.json -> results/tables/
 	$(PY) -m analysis tables --results results --out results/tables
 	$(PY) -m analysis runs --results results --out results/tables > /dev/null
-	$(PY) -m analysis grid --results results --out results/tables/shuffle_grid.md $(SHUFFLE_GRID) > /dev/null
+	-$(PY) -m analysis grid --results results --out results/tables/shuffle_grid.md $(SHUFFLE_GRID) > /dev/null
 
 figures: install ## observation figures -> results/figures/
 	$(PY) -m analysis figures --results results --out results/figures
