@@ -111,7 +111,8 @@ def _grid(args: argparse.Namespace) -> int:
     for part, grid in grids.items():
         title = f"{args.by} = {part}" if args.by else "all"
         cells = grid.map(lambda v: "" if v is None or v != v else f"{v:.1f}")  # v != v: NaN, not run
-        parts.append(f"### {title}\n\n{cells.to_markdown(disable_numparse=True)}")
+        align = ("left",) + ("right",) * len(cells.columns)
+        parts.append(f"### {title}\n\n{cells.to_markdown(disable_numparse=True, colalign=align)}")
     text = "\n\n".join(parts) + "\n"
     print(text)
     if args.out:

@@ -545,5 +545,5 @@ def test_grid_cli_writes_markdown(tmp_path):
     write(tmp_path, make_record("w0", "m", metric="wanda", metrics={"ppl/bundled_wiki": 183.04}))
     out = tmp_path / "grid.md"
     assert main(["grid", "--results", str(tmp_path), "--out", str(out)]) == 0
-    assert "| wanda    | 183.0  |" in out.read_text()
+    assert "| wanda    |  183.0 |" in out.read_text()
     assert main(["grid", "--results", str(tmp_path), "--where", "nokey"]) == 2
