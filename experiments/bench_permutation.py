@@ -2,6 +2,7 @@
 
     python experiments/bench_permutation.py                # all shapes, ~minutes on 2 cores
     python experiments/bench_permutation.py --shapes 4096x4096 --patterns 2:4
+    python experiments/bench_permutation.py --device cuda --out results/bench/permutation_cuda.json
 
 Scores are random stand-ins for |W|·||X||: |N(0,1)| entries times a per-input-channel lognormal
 norm (sigma 1), the heavy-tailed column profile that makes permutation matter. Real layers are added
@@ -65,9 +66,15 @@ def label(name: str, kw: dict[str, Any]) -> str:
     return name + ("(" + ",".join(f"{k}={v}" for k, v in kw.items()) + ")" if kw else "")
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def measure(
     score: torch.Tensor, n: int, m: int, runs: list[tuple[str, dict[str, Any]]], repeat: int, threads: list[int]
 ) -> list[dict]:
+    """Every method on ``score``'s device; on CUDA the clock stops only after the device is idle."""
     bound = P.upper_bound(score, n, m)
     base = P.retained_score(score, n, m)
     rows = []
@@ -79,8 +86,10 @@ def measure(
             load = os.getloadavg()[0]
             wall, cpu = [], []
             for _ in range(repeat):
+                _sync(score.device)
                 t0, c0 = time.perf_counter(), time.process_time()
                 perm = fn(score, n, m, **kw)
+                _sync(score.device)
                 wall.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
             timing[th] = {"seconds": min(wall), "cpu_seconds": min(cpu), "seconds_all": wall, "loadavg_1min": load}
@@ -121,8 +130,12 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="timed runs per method (the minimum is kept)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", default=str(torch.get_num_threads()), help="torch thread counts to time, e.g. 2,1")
+    p.add_argument("--device", default="cpu", help="where the scores live (cuda: LSA itself still runs in scipy)")
     p.add_argument("--out", type=Path, default=Path("results/bench/permutation.json"))
     args = p.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: CUDA is not available on this machine")
     threads = [int(t) for t in args.threads.split(",")]
 
     shapes = [parse_shape(s) for s in args.shapes.split(",")]
@@ -149,7 +162,7 @@ def main() -> None:
     print(f"{'method':40} {'ret/bound':>9} {'vs none':>8} {heads}")
     for case, score, n, m, runs in cases:
         print(f"{case}  {n}:{m}", flush=True)
-        rows = measure(score, n, m, runs, args.repeat, threads)
+        rows = measure(score.to(device), n, m, runs, args.repeat, threads)
         results.append({"case": case, "shape": list(score.shape), "n": n, "m": m, "rows": rows})
 
     record = {
@@ -163,6 +176,7 @@ def main() -> None:
             "python": platform.python_version(),
             "cpu_count": os.cpu_count(),
             "threads_timed": threads,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "cpu": platform.processor() or platform.machine(),
             "loadavg_end": list(os.getloadavg()),
         },  # fmt: skip
