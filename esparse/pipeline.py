@@ -11,8 +11,8 @@ import copy
 import logging
 import time
 import traceback
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,24 +56,17 @@ class Run:
     def save(self) -> None:
         tracking.write_json_atomic(self.path, self.record)
 
-    def stage(self, name: str):
-        """Time a stage and record its peak host/device memory (``record["memory"][name]``)."""
-        return _Stage(self.record, name, self.cfg.get("device", "cpu"))
-
-
-class _Stage:
-    def __init__(self, record: dict, name: str, device: str):
-        self.record, self.name = record, name
-        self.mem = tracking.PeakMemory(device)
-
-    def __enter__(self):
-        self.mem.__enter__()
-        self.t = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.record["timings"][self.name] = round(time.perf_counter() - self.t, 3)
-        self.mem.__exit__(*exc)
-        self.record.setdefault("memory", {})[self.name] = self.mem.as_dict()
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage and record its peak host/device memory (``record["memory"][name]``), also
+        when it fails."""
+        mem, t = tracking.PeakMemory(self.cfg.get("device", "cpu")), time.perf_counter()
+        try:
+            with mem:
+                yield
+        finally:
+            self.record["timings"][name] = round(time.perf_counter() - t, 3)
+            self.record["memory"][name] = mem.as_dict()
 
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,11 +296,11 @@ def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:
         if k.startswith(("ppl/", "dense/ppl/", "zeroshot/avg")) or k == "sparsity/actual":
             row[k] = round(v, 3) if isinstance(v, float) else v
     row["seconds"] = round(sum(record.get("timings", {}).values()), 1)
-    host = [m.get("host_peak_gb") for m in record.get("memory", {}).values()]
-    if any(h is not None for h in host):
-        row["peak_host_gb"] = round(max(h for h in host if h is not None), 2)
-    dev = [m.get("device_peak_gb") for m in record.get("memory", {}).values()]
-    if any(d is not None for d in dev):
-        row["peak_device_gb"] = round(max(d for d in dev if d is not None), 2)
+    for where in ("host", "device"):  # the highest stage peak; none where nothing was measured
+        peaks = [
+            m[f"{where}_peak_gb"] for m in record.get("memory", {}).values() if m.get(f"{where}_peak_gb") is not None
+        ]
+        if peaks:
+            row[f"peak_{where}_gb"] = round(max(peaks), 2)
     row["record"] = f"runs/{record['config_hash']}.json"
     return row
