@@ -52,10 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "runs":
         df = tables.runs_overview(args.results)
-        print(df.to_markdown(index=False, missingval="") if not df.empty else "no finished records")
+        text = df.to_markdown(index=False, missingval="")
+        print(text if not df.empty else "no finished records")
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "runs.md").write_text(df.to_markdown(index=False, missingval="") + "\n")
+            (Path(args.out) / "runs.md").write_text(text + "\n")
             df.to_csv(Path(args.out) / "runs.csv", index=False)
         return 0
     if args.command == "grid":

@@ -348,8 +348,7 @@ def permutation_retained(inp: Inputs):
     bench_rows = []
     for case in (inp.permutation_bench or {}).get("results", []) or []:
         for r in case.get("rows", []) or []:
-            timing = r.get("timing") or {}  # {threads: {"seconds": ...}}: the widest run is the wall time
-            secs = timing[max(timing, key=int)].get("seconds") if timing else r.get("seconds")
+            secs, _ = rec_io.bench_wall_seconds(r)
             if r.get("retained_over_bound") is not None and secs is not None:
                 label = r.get("label") or r.get("method")
                 bench_rows.append({"case": f"{case.get('case', '?')} {case.get('n', '?')}:{case.get('m', '?')}",

@@ -402,6 +402,17 @@ def read_bench_files(results_dir: str | Path) -> tuple[list[dict[str, Any]], lis
     return rows, warnings
 
 
+def bench_wall_seconds(row: Mapping[str, Any]) -> tuple[Any, str | None]:
+    """(wall seconds, threads) of one bench_permutation row: the run at the most threads timed (the
+    machine's full width) from ``timing = {threads: {"seconds": ...}}``; older files carry a flat
+    ``seconds`` and no thread count."""
+    timing = row.get("timing") if isinstance(row.get("timing"), Mapping) else {}
+    if not timing:
+        return row.get("seconds"), None
+    threads = max(timing, key=int)
+    return timing[threads].get("seconds"), threads
+
+
 def _permutation_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
     """experiments/bench_permutation.py's ``{"results": [{case, shape, n, m, rows: [...]}]}``: one row
     per (matrix, method) with its wall seconds at the most threads timed (the machine's full width)
@@ -414,8 +425,7 @@ def _permutation_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         if not isinstance(case, Mapping) or not isinstance(case.get("rows"), list):
             return None
         for r in case["rows"]:
-            timing = r.get("timing") if isinstance(r.get("timing"), Mapping) else {}
-            threads = max(timing, key=lambda t: int(t)) if timing else None
+            seconds, threads = bench_wall_seconds(r)
             out.append(
                 {
                     "model": "real" if str(case.get("case", "")).startswith("real") else "synthetic",
@@ -423,7 +433,7 @@ def _permutation_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
                     "shape": case.get("shape"),
                     "pattern": f"{case.get('n')}:{case.get('m')}",
                     "method": r.get("method") if not r.get("kwargs") else r.get("label"),
-                    "seconds": timing[threads].get("seconds") if threads is not None else r.get("seconds"),
+                    "seconds": seconds,
                     "retained_over_bound": r.get("retained_over_bound"),
                     "threads": threads,
                     "device": device,

@@ -752,6 +752,11 @@ def _index(
     return "\n".join(lines) + "\n"
 
 
+#: what a run was, as columns of :func:`runs_overview` (the experiment name aside)
+RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "shuffle",
+             "calibration", "nsamples")  # fmt: skip
+
+
 def runs_overview(results_dir: str | Path) -> pd.DataFrame:
     """Every finished record as one row, newest first per config: what was run (model, metric and
     its knobs, pattern, shuffle, calibration, experiment) and what came out (perplexities, zero-shot
@@ -763,8 +768,7 @@ def runs_overview(results_dir: str | Path) -> pd.DataFrame:
     if recs.empty:
         return pd.DataFrame()
     recs = recs.drop_duplicates("config_hash")
-    knobs = ["model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "shuffle"]
-    knobs += ["calibration", "nsamples", "experiment"]
+    knobs = [*RUN_KNOBS, "experiment"]
     outcome = sorted(c for c in recs.columns if c.startswith(("ppl/", "dense/ppl/", "zeroshot/")) and "stderr" not in c)
     outcome += [
         c for c in ("sparsity/actual", "permutation/retained_before", "permutation/retained_after") if c in recs
@@ -810,8 +814,7 @@ def runs_grid(
         wanted = str(want).split(",")
         df = df[df[key].map(lambda v, w=wanted: is_missing(v) or any(_same(v, x) for x in w))]
     df = df.dropna(subset=[value])
-    knobs = [c for c in ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern",
-                         "shuffle", "calibration", "nsamples") if c in df]  # fmt: skip
+    knobs = [c for c in RUN_KNOBS if c in df]
     out: dict[str, pd.DataFrame] = {}
     for part, sub in df.groupby(by, sort=True) if by else [("all", df)]:
         for (r, c), cell in sub.groupby([rows, cols]):

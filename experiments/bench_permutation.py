@@ -22,10 +22,8 @@ Writes ``results/bench/permutation.json`` atomically.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import scipy
 import torch
 
 from esparse import permutation as P
+from esparse.tracking import write_json_atomic
 
 # (method, kwargs) per run; the esparse block sweep stands in for the paper's lost block size
 METHODS: list[tuple[str, dict[str, Any]]] = [
@@ -111,15 +110,6 @@ def real_layers() -> dict[str, torch.Tensor]:
         return {}
     blob = torch.load(REAL_SCORES, map_location="cpu", weights_only=True)
     return {k: v.float() for k, v in blob.items() if isinstance(v, torch.Tensor) and v.ndim == 2}
-
-
-def write_json_atomic(path: Path, record: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
-    return path
 
 
 def main() -> None:
