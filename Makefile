@@ -10,7 +10,7 @@ ARGS ?=
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml scripts/install.sh
+$(VENV)/.installed: pyproject.toml scripts/install.sh requirements.lock
 	bash scripts/install.sh
 
 install: $(VENV)/.installed ## create .venv and install esparse + its stack (CPU torch on CPU hosts)

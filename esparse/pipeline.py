@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from esparse import tracking
+from esparse import provenance, tracking
 from esparse.config import normalize, validate
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Run:
             "metrics": {},
             "timings": {},
             "memory": {},
-            "env": {**tracking.environment(cfg.get("device", "cpu")), "started_at": tracking.now_iso()},
+            "env": {**provenance.environment(cfg.get("device", "cpu")), "started_at": tracking.now_iso()},
             "details": {},
         }
 
@@ -201,7 +201,7 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
     if "eval" in stages:
         with run_.stage("eval"), placed():
             for name, windows in eval_sets.items():
-                metrics[f"ppl/{name}"] = _ppl(cfg, model, windows, f"ppl {name}")
+                _record_ppl(rec, name, _ppl(cfg, model, windows, f"ppl {name}"))
                 run_.save()
             zs = cfg["eval"].get("zeroshot") or {}
             if zs.get("tasks"):
@@ -241,7 +241,15 @@ def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Ten
     return out
 
 
-def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str) -> float:
+def _record_ppl(rec: dict[str, Any], name: str, ppl) -> None:
+    """``ppl/<name>`` and its window-bootstrap 95 % interval in the metrics, the per-window NLLs in
+    the details (so analysis can pair two runs window by window)."""
+    lo, hi = ppl.interval()
+    rec["metrics"].update({f"ppl/{name}": ppl.value, f"ppl_lo/{name}": lo, f"ppl_hi/{name}": hi})
+    rec["details"].setdefault("ppl_windows", {})[name] = {"tokens_per_window": ppl.tokens, "nll": ppl.window_nll}
+
+
+def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str):
     from esparse.evaluation.ppl import perplexity
 
     ev = cfg["eval"]["ppl"]
@@ -275,12 +283,12 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
         drun = Run(dcfg)
         with drun.stage("eval"):
             for name, windows in eval_sets.items():
-                drun.record["metrics"][f"ppl/{name}"] = _ppl(dcfg, model, windows, f"dense ppl {name}")
+                _record_ppl(drun.record, name, _ppl(dcfg, model, windows, f"dense ppl {name}"))
         drun.record["status"] = "done"
         drun.record["env"]["finished_at"] = tracking.now_iso()
         drun.save()
         rec = drun.record
-    return {f"dense/{k}": v for k, v in rec["metrics"].items() if k.startswith("ppl/")}
+    return {f"dense/{k}": v for k, v in rec["metrics"].items() if k.startswith(("ppl/", "ppl_lo/", "ppl_hi/"))}
 
 
 def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,13 +10,10 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,50 +79,6 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 def is_done(path: str | Path) -> bool:
     rec = read_record(path)
     return bool(rec) and rec.get("status") == "done"
-
-
-def _git_sha() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        sha = out.stdout.strip()
-        if not sha:
-            return None
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment(device: str = "cpu") -> dict[str, Any]:
-    import torch
-
-    versions = {}
-    for pkg in ("torch", "transformers", "lm-eval", "datasets", "scipy", "numpy", "hydra-core", "esparse"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    dev = device
-    if str(device).startswith("cuda") and torch.cuda.is_available():
-        dev = torch.cuda.get_device_name(torch.device(device))
-    return {
-        "versions": versions,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "device": str(dev),
-        "cuda": torch.version.cuda,
-        "torch_threads": torch.get_num_threads(),
-        "git_sha": _git_sha(),
-        "host": platform.node(),
-    }
 
 
 def host_rss_bytes() -> int | None:

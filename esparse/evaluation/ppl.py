@@ -1,16 +1,57 @@
-"""Perplexity over non-overlapping windows (the Wanda/SparseGPT/RIA protocol).
+"""Perplexity over non-overlapping windows (the Wanda/SparseGPT/RIA protocol), with its sampling noise.
 
 Each window of ``seqlen`` tokens is scored independently; the loss is the exact mean token NLL
-over all predicted tokens (``seqlen - 1`` per window), then exponentiated.
+over all predicted tokens (``seqlen - 1`` per window), then exponentiated. The per-window NLLs are
+kept, so the record can say how much of a perplexity is the evaluation sample itself: a percentile
+bootstrap over windows (``bootstrap_interval``). That interval is the *evaluation* noise only; the
+pruning noise (calibration seed, tie-breaking) is measured across runs, by ``analysis``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+#: the bootstrap protocol, fixed so every record's interval means the same thing
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """exp(mean token NLL) and the summed NLL of every window (each window has ``tokens`` predictions)."""
+
+    value: float
+    window_nll: list[float]
+    tokens: int
+
+    def interval(self) -> tuple[float, float]:
+        return bootstrap_interval(self.window_nll, self.tokens)
+
+
+def bootstrap_interval(
+    window_nll: list[float],
+    tokens: int,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = BOOTSTRAP_LEVEL,
+) -> tuple[float, float]:
+    """Percentile bootstrap of the perplexity over windows: resample windows with replacement,
+    recompute exp(sum NLL / tokens), take the central ``level`` of the resampled values."""
+    nll = np.asarray(window_nll, dtype=np.float64)
+    if nll.size < 2:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, nll.size, size=(samples, nll.size))
+    ppl = np.exp(nll[idx].sum(axis=1) / (tokens * nll.size))
+    lo, hi = np.quantile(ppl, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 @torch.no_grad()
@@ -21,18 +62,20 @@ def perplexity(
     device: str | torch.device = "cpu",
     desc: str = "ppl",
     progress: bool = True,
-) -> float:
-    """exp(mean NLL) of ``model`` over ``windows`` (n, seqlen) of token ids."""
-    nll, count = 0.0, 0
+) -> Perplexity:
+    """exp(mean NLL) of ``model`` over ``windows`` (n, seqlen) of token ids, with each window's NLL."""
+    nll, count, per_window = 0.0, 0, []
     for start in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
         ids = windows[start : start + batch_size].to(device)
         logits = model(input_ids=ids, use_cache=False).logits
         # one window at a time: a contiguous (seqlen-1, vocab) view instead of a batch-wide float
         # copy plus its log-softmax (~0.8 GB extra at 4 x 512 x 49k vocab in float32)
-        loss = sum(F.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum") for i in range(ids.shape[0]))
+        losses = [F.cross_entropy(logits[i, :-1].float(), ids[i, 1:], reduction="sum") for i in range(ids.shape[0])]
+        loss = sum(losses)
         del logits
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: non-finite loss in windows {start}..{start + ids.shape[0] - 1}")
         nll += float(loss)
+        per_window.extend(float(x) for x in losses)
         count += ids[:, 1:].numel()
-    return math.exp(nll / count)
+    return Perplexity(math.exp(nll / count), per_window, windows.shape[1] - 1)
