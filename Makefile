@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-full test-slow lint tables figures reproduce-local clean
+.PHONY: help install lock run test test-full test-slow lint tables figures verify verify-ci reproduce-local clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -13,7 +13,10 @@ help: ## list targets
 $(VENV)/.installed: pyproject.toml scripts/install.sh requirements.lock
 	bash scripts/install.sh
 
-install: $(VENV)/.installed ## create .venv and install esparse + its stack (CPU torch on CPU hosts)
+install: $(VENV)/.installed ## create .venv and install exactly requirements.lock + esparse (CPU torch on CPU hosts)
+
+lock: install ## re-resolve the whole stack on purpose -> requirements.lock (then make install; re-make moved records)
+	bash scripts/lock.sh
 
 run: install ## set up and run the embedded default: SmolLM2-135M, esparse 2:4, prune -> eval (ARGS=... for overrides)
 	$(PY) run.py $(ARGS)
@@ -36,13 +39,23 @@ lint: install ## ruff check + format check (notebooks included)
 SHUFFLE_GRID = --where model=smollm2_135m --where calibration=bundled_wiki --where nsamples=32 \
 	--where metric=wanda,ria,esparse --where metric_alpha=auto --where metric_a=0.5 --where reconstruct=False
 
-tables: install ## every paper table (and runs.md, one row per record) from results/{runs,reference/runs}/*.json -> results/tables/
+tables: install ## every paper table (and runs.md, drift.md) from results/{runs,reference/runs}/*.json -> results/tables/
+	$(PY) -m analysis drift --results results --out results/tables/drift.md | grep -E 'DRIFT|within' || true
 	$(PY) -m analysis tables --results results --out results/tables
 	$(PY) -m analysis runs --results results --out results/tables > /dev/null
 	-$(PY) -m analysis grid --results results --out results/tables/shuffle_grid.md $(SHUFFLE_GRID) > /dev/null
 
 figures: install ## observation figures -> results/figures/
 	$(PY) -m analysis figures --results results --out results/figures
+
+# reference configs make verify re-runs, one run's overrides per quoted string ("" = the default run)
+VERIFY_CI = "+experiment=ci_reference"
+VERIFY ?= $(VERIFY_CI) ""
+verify: install ## re-run reference configs (VERIFY=..., default: ci_reference + the default run, ~7 min) and fail on drift
+	bash scripts/verify.sh $(VERIFY)
+
+verify-ci: install ## re-run the reduced-size CI reference (~1.5 min) and fail on drift; CI runs it
+	bash scripts/verify.sh $(VERIFY_CI)
 
 LOCAL_PRESETS ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*_local.yaml))))
 reproduce-local: install ## every *_local paper-table preset on the CPU (~7 h idle, experiments/README.md), then tables + figures

@@ -1,6 +1,7 @@
 """``python -m analysis tables|figures|runs|grid|list [--results results] [--out DIR] [--only name,...]``.
 
 ``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
+``drift`` compares your records with the committed reference records of the same config,
 ``grid`` pivots one outcome of the records over two knobs (e.g. perplexity by score × shuffle per
 pattern), ``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
 
@@ -38,6 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--where", action="append", default=[], metavar="KEY=V[,V]",
                    help="keep rows whose KEY is one of the values or does not apply (repeatable)")  # fmt: skip
     g.add_argument("--out", default=None, help="also write the grids to this markdown file")
+    d = sub.add_parser("drift", help="your records vs the committed reference records of the same config")
+    d.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
+    d.add_argument("--runs", default=None, help="records to check (default: <results>/runs)")
+    d.add_argument("--reference", default=None, help="reference records (default: <results>/reference/runs)")
+    d.add_argument(
+        "--rtol", type=float, default=None, help="tolerance of pruned results where bit-exactness is not required"
+    )
+    d.add_argument("--dense-rtol", type=float, default=None, help="tolerance of dense-model quantities there")
+    d.add_argument("--strict", action="store_true",
+                   help="exit 1 on drift, or on a record with no reference of its config (make verify)")  # fmt: skip
+    d.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = parser.parse_args(argv)
 
     from analysis import tables
@@ -61,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "grid":
         return _grid(args)
+    if args.command == "drift":
+        return _drift(args)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     start = time.perf_counter()
     if args.command == "figures":
@@ -119,6 +133,26 @@ def _grid(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from analysis import drift
+
+    runs = Path(args.runs) if args.runs else Path(args.results) / "runs"
+    ref = Path(args.reference) if args.reference else Path(args.results) / "reference" / "runs"
+    rtol = drift.DEFAULT_RTOL if args.rtol is None else args.rtol
+    dense_rtol = drift.DENSE_RTOL if args.dense_rtol is None else args.dense_rtol
+    report = drift.audit(runs, ref, rtol, dense_rtol)
+    text = drift.to_markdown(report)
+    print(text, end="")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    if args.strict and (not report.ok or report.unmatched or not report.comparisons):
+        why = "drift beyond tolerance" if not report.ok else "records without a reference (or none compared)"
+        print(f"error: {why}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -687,6 +687,7 @@ def build_all(
     ref = load_reference()
     records, errors = rec_io.read_records(results_dir)
     bench, warnings = rec_io.read_bench(results_dir, records)
+    drifted = _drift_marks(results_dir)
     built: dict[str, pd.DataFrame] = {}
     failed: dict[str, str] = {}
     for name in names or TABLES:
@@ -697,6 +698,7 @@ def build_all(
             failed[name] = f"{type(e).__name__}: {e}"
             (out / f"{name}.md").write_text(f"# {TITLES.get(name, name)}\n\nbuild failed: {failed[name]}\n")
             continue
+        df["drift"] = df["config_hash"].map(lambda h: drifted.get(str(h), ""))
         if name in ("esparse_t5", "ria_t5", "ria_t11") and warnings:
             df.attrs["notes"] = [*df.attrs.get("notes", []), *warnings]
         (out / f"{name}.md").write_text(to_markdown(df))
@@ -707,6 +709,16 @@ def build_all(
     if failed:
         raise TableBuildError(failed)
     return built
+
+
+def _drift_marks(results_dir: str | Path) -> dict[str, str]:
+    """{config hash: mark} for your records that disagree with the committed reference record of
+    the same config: the table shows yours (the newest) and says so, never silently."""
+    from analysis import drift
+
+    rd = Path(results_dir)
+    report = drift.audit(rd / "runs", rd / "reference" / "runs")
+    return {h: f"yours ≠ reference: {c.verdict} (python -m analysis drift)" for h, c in report.drifted().items()}
 
 
 class TableBuildError(RuntimeError):

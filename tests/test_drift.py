@@ -1,0 +1,138 @@
+"""Drift audit: a re-run that disagrees with its committed reference record is found and explained."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+
+from analysis import drift
+from analysis.__main__ import main as analysis_main
+
+ENV = {
+    "versions": {"torch": "2.13.0+cpu", "transformers": "5.24.0"},
+    "lock": {"sha256": "14865e93318a", "matches_installed": True},
+    "torch_threads": 2,
+    "cpu": {"model": "AMD EPYC", "torch_capability": "AVX2", "isa": ["avx", "avx2", "fma"], "blas": "mkl"},
+    "device": "cpu",
+    "gpu": None,
+    "git_sha": "abc",
+}
+
+
+def record(h: str = "a1b2c3d4e5f6", ppl: float = 178.0, **env) -> dict:
+    return {
+        "config_hash": h,
+        "status": "done",
+        "config": {
+            "model": {"name": "smollm2_135m"},
+            "metric": {"name": "wanda"},
+            "pattern": {"name": "2:4"},
+            "shuffle": {"name": "none"},
+            "calibration": {"seed": 0},
+        },  # fmt: skip
+        "metrics": {"ppl/bundled_wiki": ppl, "sparsity/actual": 0.5, "permutation/seconds": 1.0},
+        "env": {**copy.deepcopy(ENV), **env},
+    }
+
+
+def test_identical_records_are_bit_identical():
+    c = drift.compare(record(), record())
+    assert c.exact_required and c.ok and c.metrics == [] and c.verdict == "bit-identical"
+    assert c.compared == 2  # ppl and sparsity; permutation/seconds is a timing, not a result
+
+
+def test_same_environment_requires_bit_exactness():
+    c = drift.compare(record(ppl=100.0), record(ppl=100.0 + 1e-9))
+    assert c.exact_required and not c.ok
+    assert c.metrics[0][0] == "ppl/bundled_wiki"
+    assert c.metrics[0][3] == pytest.approx(1e-9 / (100.0 + 1e-9))
+
+
+def test_other_threads_fall_back_to_the_tolerance():
+    ref, yours = record(ppl=100.0), record(ppl=101.0, torch_threads=1)
+    c = drift.compare(ref, yours, rtol=0.05)
+    assert not c.exact_required and c.ok and c.verdict.startswith("within rtol 0.05 pruned")
+    assert c.metrics == [("ppl/bundled_wiki", 100.0, 101.0, pytest.approx(1 / 101))]
+    assert "torch_threads: 2 -> 1" in c.env
+    assert not drift.compare(ref, yours, rtol=0.005).ok  # 1/101 = 0.0099 > 0.005
+
+
+def test_timings_are_not_results():
+    yours = record()
+    yours["metrics"]["permutation/seconds"] = 99.0
+    yours["metrics"]["bench/gemm/x/ms"] = 3.0
+    assert drift.compare(record(), yours).ok
+
+
+def test_a_missing_metric_is_drift_even_with_a_tolerance():
+    yours = record(torch_threads=1)
+    del yours["metrics"]["sparsity/actual"]
+    c = drift.compare(record(), yours, rtol=1.0)
+    assert not c.ok and c.metrics == [("sparsity/actual", 0.5, None, math.inf)]
+
+
+def test_env_differences_name_versions_lock_cpu_and_unrecorded_fields():
+    old = record()
+    old["env"].pop("lock")  # a record made before the lock existed
+    yours = record(cpu={**ENV["cpu"], "torch_capability": "AVX512"})
+    yours["env"]["versions"]["transformers"] = "5.23.0"
+    diffs = drift.env_differences(old["env"], yours["env"])
+    assert "transformers: 5.24.0 -> 5.23.0" in diffs
+    assert "lock.sha256: unrecorded -> 14865e93318a" in diffs
+    assert "cpu.torch_capability: AVX2 -> AVX512" in diffs
+    assert not drift.exact_expected(old["env"], yours["env"])  # nothing recorded => no bit-exact claim
+
+
+def _write(folder, rec):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{rec['config_hash']}.json").write_text(json.dumps(rec))
+
+
+def test_audit_and_strict_cli(tmp_path, capsys):
+    ref_dir, runs = tmp_path / "reference" / "runs", tmp_path / "runs"
+    _write(ref_dir, record("aaaaaaaaaaaa", 178.287))
+    _write(runs, record("aaaaaaaaaaaa", 178.287))
+    _write(runs, record("bbbbbbbbbbbb", 50.0))  # no reference of this config
+    a = drift.audit(runs, ref_dir)
+    assert a.ok and [c.config_hash for c in a.comparisons] == ["aaaaaaaaaaaa"]
+    assert a.unmatched[0].startswith("bbbbbbbbbbbb")
+    assert analysis_main(["drift", "--results", str(tmp_path)]) == 0
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 1  # unmatched: the hash moved
+    (runs / "bbbbbbbbbbbb.json").unlink()
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 0
+    _write(runs, record("aaaaaaaaaaaa", 177.551))  # the same config, another number
+    capsys.readouterr()
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "DRIFT (bit-exact required)" in out
+    assert "| `aaaaaaaaaaaa` | ppl/bundled_wiki | 178.287 | 177.551 | 0.00413 |" in out
+
+
+def test_tables_mark_a_cell_whose_record_disagrees_with_the_reference(tmp_path):
+    from analysis import tables
+
+    # the default run's committed record (E-Sparse 2:4, the ablation table's "+ entropy" cell)
+    ref = json.loads((tables.Path(__file__).parents[1] / "results/reference/runs/beabdb084b58.json").read_text())
+    assert ref["status"] == "done"
+    _write(tmp_path / "reference" / "runs", ref)
+    mine = copy.deepcopy(ref)
+    mine["metrics"]["ppl/bundled_wiki"] *= 1.2  # beyond any tolerance
+    _write(tmp_path / "runs", mine)
+    built = tables.build_all(tmp_path, tmp_path / "tables")
+    marked = [df[df["drift"] != ""] for df in built.values()]
+    hits = [row for df in marked for row in df.to_dict("records")]
+    assert hits, "no table cell was marked although the user record disagrees with the reference"
+    assert all(r["config_hash"] == ref["config_hash"] for r in hits)
+    assert "yours ≠ reference" in hits[0]["drift"]
+
+
+def test_dense_quantities_get_the_tight_tolerance():
+    ref, yours = record(), record(torch_threads=1)
+    ref["metrics"]["dense/ppl/bundled_wiki"] = 22.5
+    yours["metrics"]["dense/ppl/bundled_wiki"] = 22.5 * (1 + 1e-4)  # smooth in float noise: 1e-4 is a real move
+    c = drift.compare(ref, yours)
+    assert not c.ok and c.tolerance("dense/ppl/bundled_wiki") == drift.DENSE_RTOL
+    assert c.tolerance("ppl/bundled_wiki") == drift.DEFAULT_RTOL
