@@ -123,11 +123,17 @@ def _grid(args: argparse.Namespace) -> int:
         return 0
     head = f"{args.value} by {args.rows} × {args.cols}" + (f" ({' '.join(args.where)})" if args.where else "")
     parts = [f"## {head}"]
+    parts.append(
+        "Cells: mean ± sample std (number of calibration seeds); n=1 claims nothing. Below each grid, the "
+        "rows of each column compared paired by seed (two-sided paired t-test, p < 0.05)."
+    )
     for part, grid in grids.items():
         title = f"{args.by} = {part}" if args.by else "all"
-        cells = grid.map(lambda v: "" if v is None or v != v else f"{v:.1f}")  # v != v: NaN, not run
+        cells = grid.map(lambda v: v.format(1) if v is not None else "")  # None: not run
         align = ("left",) + ("right",) * len(cells.columns)
-        parts.append(f"### {title}\n\n{cells.to_markdown(disable_numparse=True, colalign=align)}")
+        table = cells.to_markdown(disable_numparse=True, colalign=align)
+        claims = "\n".join(f"- {c}" for c in tables.grid_comparisons(grid) if "no claim" not in c)
+        parts.append(f"### {title}\n\n{table}" + (f"\n\n{claims}" if claims else ""))
     text = "\n\n".join(parts) + "\n"
     print(text)
     if args.out:

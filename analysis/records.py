@@ -209,6 +209,7 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "shuffle": shuffle.get("name") or "none",
         "calibration": cal.get("name"),
         "nsamples": cal.get("nsamples"),
+        "seed": cal.get("seed"),
         "experiment": cfg.get("experiment"),
         "status": rec.get("status"),
         "config_hash": rec.get("config_hash") or (path.stem if path else None),

@@ -33,6 +33,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from analysis import records as rec_io
+from analysis import seeds
 from analysis.records import is_missing, pattern_fields
 from analysis.reference import PAPERS, PaperCell, PaperTable, load_reference, model_rank, paper_models
 
@@ -766,7 +767,7 @@ def _index(
 
 #: what a run was, as columns of :func:`runs_overview` (the experiment name aside)
 RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "shuffle",
-             "calibration", "nsamples")  # fmt: skip
+             "calibration", "nsamples", "seed")  # fmt: skip
 
 
 def runs_overview(results_dir: str | Path) -> pd.DataFrame:
@@ -826,19 +827,47 @@ def runs_grid(
         wanted = str(want).split(",")
         df = df[df[key].map(lambda v, w=wanted: is_missing(v) or any(_same(v, x) for x in w))]
     df = df.dropna(subset=[value])
-    knobs = [c for c in RUN_KNOBS if c in df]
+    if "seed" not in df:
+        df["seed"] = None
+    knobs = [c for c in RUN_KNOBS if c in df and c != "seed"]
     out: dict[str, pd.DataFrame] = {}
     for part, sub in df.groupby(by, sort=True) if by else [("all", df)]:
+        cells: dict[tuple, seeds.Summary] = {}
         for (r, c), cell in sub.groupby([rows, cols]):
-            if cell[value].nunique() > 1:
-                differ = [k for k in knobs if cell[k].astype(str).nunique() > 1]
+            where_ = f"{by}={part} {rows}={r} {cols}={c}"
+            differ = [k for k in knobs if cell[k].astype(str).nunique() > 1]
+            if differ:  # seeds may differ inside a cell, nothing else may
                 raise GridError(
-                    f"{by}={part} {rows}={r} {cols}={c}: {len(cell)} records disagree on {value} "
-                    f"({sorted(cell[value].round(3))}); they differ in {differ or 'nothing recorded'}: "
-                    f"add --where for one of them ({', '.join(cell['config_hash'])})"
+                    f"{where_}: {len(cell)} records differ in {differ}: add --where for one of them "
+                    f"({', '.join(cell['config_hash'])})"
                 )
-        grid = sub.pivot_table(index=rows, columns=cols, values=value, aggfunc="first")
-        out[str(part)] = grid.reindex(index=_grid_order(rows, grid.index), columns=_grid_order(cols, grid.columns))
+            per_seed = {}
+            for seed, same in cell.groupby(cell["seed"].fillna(-1), sort=True):
+                if same[value].nunique() > 1:
+                    raise GridError(
+                        f"{where_} seed={seed}: {len(same)} records of one config disagree on {value} "
+                        f"({sorted(same[value].round(3))}) ({', '.join(same['config_hash'])})"
+                    )
+                per_seed[int(seed)] = float(same[value].iloc[0])
+            cells[(r, c)] = seeds.summarize(per_seed)
+        index = _grid_order(rows, {r for r, _ in cells})
+        columns = _grid_order(cols, {c for _, c in cells})
+        out[str(part)] = pd.DataFrame(
+            [[cells.get((r, c)) for c in columns] for r in index], index=pd.Index(index, name=rows), columns=columns
+        )
+    return out
+
+
+def grid_comparisons(grid: pd.DataFrame) -> list[str]:
+    """Within each column of a seed grid, every pair of rows compared paired by seed (lowest mean
+    first): the claim it supports, or "not separable", or "no claim" for fewer than two common seeds."""
+    out = []
+    for col in grid.columns:
+        cells = [(r, s) for r, s in grid[col].items() if isinstance(s, seeds.Summary) and s.n]
+        cells.sort(key=lambda rs: rs[1].mean)
+        for i, (ra, a) in enumerate(cells):
+            for rb, b in cells[i + 1 :]:
+                out.append(f"{col}: " + seeds.paired(a, b).verdict(str(ra), str(rb)))
     return out
 
 

@@ -2,7 +2,7 @@
 # Create .venv/ and install exactly requirements.lock, then esparse itself (editable, no dependencies).
 # Works on a machine with neither a venv nor uv, offline except for the package registries:
 #  - uv (pinned, installed into the venv by pip) syncs the lock in seconds: exactly its packages, extras removed;
-#    without it plain pip installs the same lines with --no-deps.
+#    without it (or with ESPARSE_NO_UV=1) plain pip installs the same lines with --no-deps.
 #  - torch: on a host without an NVIDIA GPU, the lock's CPU build (a local torch-*+cpu wheel from pip's
 #    find-links when present, else PyTorch's CPU index). On a CUDA host every other line stays and torch of
 #    the same version comes from PyPI with its CUDA libraries (docs/reproducibility.md).
@@ -20,7 +20,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY_BOOT" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-"$PY" -m pip install -q "uv==${UV_VERSION}" >/dev/null 2>&1 || true
+[ -n "${ESPARSE_NO_UV:-}" ] || "$PY" -m pip install -q "uv==${UV_VERSION}" >/dev/null 2>&1 || true
 UV=()
 [ -x "$VENV/bin/uv" ] && UV=("$VENV/bin/uv" pip)
 

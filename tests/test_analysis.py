@@ -421,7 +421,8 @@ def test_build_all_on_empty_results_says_not_run_everywhere(tmp_path):
         assert len(csv) == len(df) > 0
         for col in tables.OUR_COLUMNS:
             assert set(csv[col]) == {"not run"}, (name, col)
-        assert not (csv == "").any().any(), name  # never blank
+        assert not (csv.drop(columns="drift") == "").any().any(), name  # never blank (drift: empty = agrees)
+        assert set(csv["drift"]) == {""}, name
     md = (out / "esparse_t1.md").read_text()
     assert "Not run: 36 of 36 cells" in md and "| E-Sparse, 2:4" in md
     csv = pd.read_csv(out / "ria_t4.csv")
@@ -531,10 +532,11 @@ def test_runs_grid_pivots_filters_where_applicable_and_refuses_disagreeing_cells
     grids = tables.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
     g = grids["2:4"]
     assert list(g.index) == ["wanda", "esparse"] and list(g.columns) == ["none", "esparse_global", "ria_cp_lsa"]
-    assert g.loc["wanda", "ria_cp_lsa"] == 115.0 and g.loc["esparse", "esparse_global"] == 169.0
-    assert pd.isna(g.loc["wanda", "esparse_global"])  # not run stays empty
-    assert grids["4:8"].loc["wanda", "none"] == 92.0
-    assert tables.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"] == 1246.0
+    assert g.loc["wanda", "ria_cp_lsa"].mean == 115.0 and g.loc["esparse", "esparse_global"].mean == 169.0
+    assert g.loc["wanda", "ria_cp_lsa"].n == 1  # one seed: a value, no spread, no claim
+    assert g.loc["wanda", "esparse_global"] is None  # not run stays empty
+    assert grids["4:8"].loc["wanda", "none"].mean == 92.0
+    assert tables.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"].mean == 1246.0
     with pytest.raises(tables.GridError, match="'bogus' is not a column"):
         tables.runs_grid(tmp_path, value="bogus")
 
@@ -545,5 +547,5 @@ def test_grid_cli_writes_markdown(tmp_path):
     write(tmp_path, make_record("w0", "m", metric="wanda", metrics={"ppl/bundled_wiki": 183.04}))
     out = tmp_path / "grid.md"
     assert main(["grid", "--results", str(tmp_path), "--out", str(out)]) == 0
-    assert "| wanda    |  183.0 |" in out.read_text()
+    assert "| wanda    | 183.0 (n=1) |" in out.read_text()
     assert main(["grid", "--results", str(tmp_path), "--where", "nokey"]) == 2

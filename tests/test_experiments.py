@@ -133,7 +133,7 @@ def filled_cells(name: str, results: Path, model: str) -> int:
 
 
 def test_one_local_and_one_paper_preset_per_table():
-    found = {p.stem for p in EXPERIMENTS.glob("*.yaml")}
+    found = {p.stem for p in EXPERIMENTS.glob("*.yaml")} - {"ci_reference"}  # CI's reproduction check, no table
     assert found == set(PRESETS)
     assert set(EXPECTED_JOBS) == set(PRESETS)
 
