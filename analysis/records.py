@@ -219,6 +219,7 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "bench_backend": bench.get("backend"),
         "ppl_split": ppl.get("split"),
         "device": env.get("device"),
+        "lock": (env.get("lock") or {}).get("sha256") if isinstance(env.get("lock"), Mapping) else None,
         "finished_at": finished,
         "path": str(path) if path else None,
     }

@@ -787,7 +787,8 @@ def runs_overview(results_dir: str | Path) -> pd.DataFrame:
         c for c in ("sparsity/actual", "permutation/retained_before", "permutation/retained_after") if c in recs
     ]
     secs = [c for c in ("seconds/prune", "seconds/eval") if c in recs]
-    df = recs[knobs + outcome + secs + ["config_hash"]].copy()
+    recs = recs.assign(lock=recs["lock"].fillna("pre-lock") if "lock" in recs else "pre-lock")
+    df = recs[knobs + outcome + secs + ["lock", "config_hash"]].copy()
     if "permutation/retained_after" in df:
         gain = df["permutation/retained_after"] / df["permutation/retained_before"] - 1
         df = df.drop(columns=["permutation/retained_before", "permutation/retained_after"])
