@@ -45,8 +45,12 @@ else
 fi
 
 if [ ${#UV[@]} -gt 0 ]; then
-  "${UV[@]}" sync --python "$PY" "${TORCH_ARGS[@]}" "$reqs"
-  [ "$CUDA_HOST" = 1 ] && "${UV[@]}" install --python "$PY" "torch==${TORCH_VERSION}"
+  if [ "$CUDA_HOST" = 1 ]; then  # install, not sync: a sync without torch would remove the CUDA build each time
+    "${UV[@]}" install --python "$PY" --no-deps -r "$reqs"
+    "${UV[@]}" install --python "$PY" "torch==${TORCH_VERSION}"
+  else
+    "${UV[@]}" sync --python "$PY" "${TORCH_ARGS[@]}" "$reqs"
+  fi
   "${UV[@]}" install --python "$PY" --no-deps -e .
 else
   "$PY" -m pip install -q --no-deps "${TORCH_ARGS[@]}" -r "$reqs"
