@@ -33,7 +33,8 @@ DENSE_RTOL = 1e-5
 UNTIMED = re.compile(r"seconds|^bench/|latency|throughput|_ms$")
 #: provenance fields that change float results; equal on both sides => bit-exact is required
 EXACT_FIELDS = (
-    "lock.sha256", "torch_threads", "cpu.torch_capability", "cpu.isa", "cpu.blas", "numeric_env", "device",
+    "lock.sha256", "lock.matches_installed", "torch_threads", "cpu.torch_capability", "cpu.isa", "cpu.blas",
+    "numeric_env", "device",
     "gpu.driver",
 )  # fmt: skip
 #: provenance fields reported (not required) when they differ
@@ -102,6 +103,7 @@ class Comparison:
     dense: bool = False  # the record is of the dense model: every metric is smooth
     metrics: list[tuple[str, float | None, float | None, float]] = field(default_factory=list)  # differing only
     compared: int = 0
+    added: list[str] = field(default_factory=list)  # metrics the reference predates: reported, not drift
     env: list[str] = field(default_factory=list)
     label: str = ""
 
@@ -140,10 +142,12 @@ def compare(
         label=_label(ref.get("config") or {}),
     )
     a, b = _numeric(ref.get("metrics") or {}), _numeric(yours.get("metrics") or {})
-    c.compared = len(set(a) | set(b))
+    c.compared = len(set(a))
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k), b.get(k)
-        if va is None or vb is None:
+        if va is None:  # recorded since the reference was made (e.g. a new interval): nothing to compare
+            c.added.append(k)
+        elif vb is None:  # a result the reference has and yours lost
             c.metrics.append((k, va, vb, math.inf))
         elif va != vb and not (math.isnan(va) and math.isnan(vb)):
             c.metrics.append((k, va, vb, rel_diff(va, vb)))
@@ -224,6 +228,7 @@ def to_markdown(a: Audit) -> str:
         lines.append(
             f"- `{c.config_hash}` {c.label}: **{c.verdict}** ({c.compared} metrics compared, "
             f"{len(c.metrics)} differ); provenance that differs: {env}"
+            + (f"; new since the reference: {', '.join(c.added)}" if c.added else "")
         )
     rows = [(c.config_hash, k, va, vb, rel) for c in a.comparisons for k, va, vb, rel in c.metrics]
     if rows:

@@ -136,3 +136,18 @@ def test_dense_quantities_get_the_tight_tolerance():
     c = drift.compare(ref, yours)
     assert not c.ok and c.tolerance("dense/ppl/bundled_wiki") == drift.DENSE_RTOL
     assert c.tolerance("ppl/bundled_wiki") == drift.DEFAULT_RTOL
+
+
+def test_a_metric_the_reference_predates_is_reported_not_drift():
+    ref, yours = record(), record()
+    ref["env"].pop("lock")
+    yours["metrics"]["ppl_lo/bundled_wiki"] = 150.0  # an interval records gained after the reference was made
+    c = drift.compare(ref, yours)
+    assert c.ok and c.added == ["ppl_lo/bundled_wiki"] and c.metrics == []
+    assert "new since the reference: ppl_lo/bundled_wiki" in drift.to_markdown(drift.Audit([c], []))
+
+
+def test_an_installed_set_that_is_not_the_lock_is_not_held_to_bit_exactness():
+    yours = record()
+    yours["env"]["lock"] = {**ENV["lock"], "matches_installed": False}
+    assert not drift.compare(record(), yours).exact_required
