@@ -34,13 +34,38 @@ NON_SEMANTIC_KEYS = (
 )
 
 
+#: the bundled PIQA copy is byte-identical to the files this path named when it was the default,
+#: so ``eval.zeroshot.data_dir: null`` (the bundled copy) hashes as that old default did
+LEGACY_PIQA_DATA_DIR = "../shared/data/piqa"
+#: per-corpus keys added later; left out of the hash while they hold their default (None), so every
+#: config that does not use them keeps its hash
+HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
+
+
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}
 
 
+def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The semantic config as the hash sees it: later, hash-neutral defaults put back to the form
+    records were hashed in before those keys existed."""
+    view = semantic_config(cfg)
+    zs = ((view.get("eval") or {}).get("zeroshot") or {}) if isinstance(view.get("eval"), Mapping) else {}
+    if isinstance(zs, Mapping) and "data_dir" in zs and zs["data_dir"] is None:
+        view["eval"] = {**view["eval"], "zeroshot": {**zs, "data_dir": LEGACY_PIQA_DATA_DIR}}
+    if isinstance(view.get("data"), Mapping):
+        view["data"] = {
+            name: {k: v for k, v in d.items() if not (k in HASH_NEUTRAL_DATA_KEYS and v is None)}
+            if isinstance(d, Mapping)
+            else d
+            for name, d in view["data"].items()
+        }
+    return view
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """12 hex chars of sha256 over the canonical JSON of the semantic config."""
-    blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(_hash_view(cfg), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

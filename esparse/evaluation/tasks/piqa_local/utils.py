@@ -14,8 +14,8 @@ from typing import Any
 import datasets
 
 ENV_VAR = "ESPARSE_PIQA_DIR"
-# esparse/evaluation/tasks/piqa_local/utils.py -> repo root is four levels up.
-DEFAULT_DIR = (Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "piqa").resolve()
+# the validation split ships with the package (AFL-3.0, see data/README.md)
+DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 SPLITS = {"validation": "valid"}
 
 
