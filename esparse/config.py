@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("prune", "eval", "bench")
+DTYPES = ("float32", "float16", "bfloat16")
+EVAL_SPLITS = ("eval", "test", "validation")
 
 
 class ConfigError(ValueError):
@@ -55,6 +57,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
     ctx = model.get("context_length")
 
     stages = list(cfg.get("stages") or [])
+    if not stages:
+        problems.append(f"stages: {cfg.get('stages')!r} is empty; give one or more of {list(STAGES)}")
     for s in stages:
         if s not in STAGES:
             problems.append(f"stages: {s!r} is not one of {list(STAGES)}")
@@ -90,6 +94,14 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if cal.get("name") not in CORPORA:
             problems.append(f"calibration.name: {cal.get('name')!r} is not one of {sorted(CORPORA)}")
         problems += _positive(cal, "calibration", ("nsamples", "seqlen", "batch_size"))
+        if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
+            problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
+        problems += _metric_types(cfg.get("metric") or {})
+        problems += _positive(
+            cfg.get("shuffle") or {},
+            "shuffle",
+            tuple(k for k in ("block", "max_iters") if k in (cfg.get("shuffle") or {})),
+        )
         if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
             problems.append(
                 f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
@@ -97,6 +109,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     if "eval" in stages:
+        if ev.get("split", "eval") not in EVAL_SPLITS:
+            problems.append(f"eval.ppl.split: {ev.get('split')!r} is not one of {list(EVAL_SPLITS)}")
+        dense_baseline = (cfg.get("eval") or {}).get("dense_baseline", True)
+        if not isinstance(dense_baseline, bool):
+            problems.append(f"eval.dense_baseline: {dense_baseline!r} must be true or false")
         for ds in ev.get("datasets") or []:
             if ds not in CORPORA:
                 problems.append(f"eval.ppl.datasets: {ds!r} is not one of {sorted(CORPORA)}")
@@ -115,8 +132,16 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
-    if not isinstance(cfg.get("offload", False), bool):
-        problems.append(f"offload: {cfg.get('offload')!r} must be true or false")
+    for key in ("offload", "force", "progress"):
+        if not isinstance(cfg.get(key, False), bool):
+            problems.append(f"{key}: {cfg.get(key)!r} must be true or false")
+    if model.get("dtype", "float32") not in DTYPES:
+        problems.append(f"model.dtype: {model.get('dtype')!r} is not one of {list(DTYPES)}")
+    rec = cfg.get("reconstruction") or {}
+    problems += _positive(rec, "reconstruction", tuple(k for k in ("blocksize",) if k in rec))
+    if "percdamp" in rec and (not _is_number(rec["percdamp"]) or rec["percdamp"] < 0):
+        problems.append(f"reconstruction.percdamp: {rec['percdamp']!r} must be a number >= 0")
+    problems += _device(cfg.get("device"))
     if cfg.get("activations_on", "device") not in ("device", "cpu"):
         problems.append(f"activations_on: {cfg.get('activations_on')!r} is not one of ['device', 'cpu']")
     if cfg.get("device_map") is not None and cfg.get("offload"):
@@ -134,6 +159,44 @@ def validate(cfg: Mapping[str, Any]) -> None:
         problems.append(f"model.source: {model.get('source')!r} is not one of ['bundled_gguf', 'hub']")
     if problems:
         raise ConfigError(problems)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _metric_types(metric: Mapping[str, Any]) -> list[str]:
+    """The typed metric knobs (the scorer would fail on them only after the model has loaded)."""
+    out = []
+    if "bins" in metric and (not _is_int(metric["bins"]) or metric["bins"] < 1):
+        out.append(f"metric.bins: {metric['bins']!r} must be an integer >= 1 (entropy histogram bins)")
+    if "a" in metric and not _is_number(metric["a"]):
+        out.append(f"metric.a: {metric['a']!r} must be a number")
+    if "reconstruct" in metric and not isinstance(metric["reconstruct"], bool):
+        out.append(f"metric.reconstruct: {metric['reconstruct']!r} must be true or false")
+    return out
+
+
+def _device(device: Any) -> list[str]:
+    """``device`` against what this torch can see: a typo or a CUDA device on a CPU build fails here,
+    not as a raw torch error after the model has loaded."""
+    import torch
+
+    allowed = ["cpu"]
+    if torch.cuda.is_available():
+        allowed += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        allowed.append("mps")
+    if device in allowed:
+        return []
+    why = ""
+    if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
+        why = f" (this torch {torch.__version__} sees no CUDA device)"
+    return [f"device: {device!r} is not available{why}; allowed here: {['auto', *allowed]}"]
 
 
 def _positive(section: Mapping[str, Any], prefix: str, keys: tuple[str, ...]) -> list[str]:
