@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -96,9 +97,42 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 def read_record(path: str | Path) -> dict[str, Any] | None:
     """The record at ``path``, or None if absent or unreadable (an unreadable one is redone)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return rec if isinstance(rec, dict) else None
+
+
+def unreadable_why(path: str | Path) -> str | None:
+    """Why the file at ``path`` is not a record (a phrase), or None if it is one or is absent."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except IsADirectoryError:
+        return "a directory"
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return f"not valid JSON ({e.msg}, line {e.lineno}; truncated?)"
+    except OSError as e:
+        return f"unreadable ({e.strerror or type(e).__name__})"
+    return None if isinstance(rec, dict) else f"not a JSON object (a {type(rec).__name__})"
+
+
+def load_record(path: str | Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None if absent. One that is not a record is moved aside to
+    ``<name>.corrupt-<UTC time>`` with a warning (never a crash, never silently overwritten)."""
+    why = unreadable_why(path)
+    if why is None:
+        return read_record(path)
+    p = Path(path)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = p.with_name(f"{p.name}.corrupt-{stamp}")
+    os.replace(p, aside)
+    logging.getLogger(__name__).warning("record %s is %s: moved aside to %s; the point is recomputed", p, why, aside)
+    return None
 
 
 def is_done(path: str | Path) -> bool:
