@@ -137,3 +137,22 @@ def test_one_file_for_calibration_and_eval_is_refused_without_a_split(overrides)
 def test_summary_names_the_pattern_run_not_the_preset():
     assert pattern_label({"name": "2:4", "kind": "nm", "n": 1, "m": 4}) == "1:4"
     assert pattern_label({"name": "unstructured", "kind": "unstructured", "sparsity": 0.5}) == "unstructured"
+
+
+def test_cli_prints_the_message_without_a_traceback(tmp_path):
+    """exit 2, the key in the message, no traceback and no Hydra hint; HYDRA_FULL_ERROR=1 shows it."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    cmd = [sys.executable, str(ROOT / "run.py"), "stages=[]", "logger=none", f"results_dir={tmp_path}"]
+    cmd += [f"hydra.run.dir={tmp_path / 'out'}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "ESPARSE_DEBUG")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert "stages: [] is empty" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr and "HYDRA_FULL_ERROR" not in out.stderr
+    full = subprocess.run(cmd, capture_output=True, text=True, env={**env, "HYDRA_FULL_ERROR": "1"}, timeout=120)
+    assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr
