@@ -132,7 +132,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
-    for key in ("offload", "force", "progress"):
+    for key in ("offload", "force", "progress", "keep_pruned"):
         if not isinstance(cfg.get(key, False), bool):
             problems.append(f"{key}: {cfg.get(key)!r} must be true or false")
     if model.get("dtype", "float32") not in DTYPES:

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 EVAL_FRACTION_PERCENT = 20  # share of articles held out for evaluation
 
 
+#: the hub dataset behind each hub corpus (read when no ``data.<corpus>.path`` is given)
+HUB_DATASETS = {"wikitext2": "Salesforce/wikitext", "c4": "allenai/c4", "ptb": "ptb-text-only/ptb_text_only"}
+
+
 class DataUnavailableError(RuntimeError):
     """A corpus could not be read from the hub or from its local path."""
 
@@ -147,7 +151,7 @@ def wikitext2(split: str, path: str | None = None, split_percent: int | None = N
     def load() -> list[str]:
         from datasets import load_dataset
 
-        return list(load_dataset("Salesforce/wikitext", "wikitext-2-raw-v1", split=hub_split)["text"])
+        return list(load_dataset(HUB_DATASETS["wikitext2"], "wikitext-2-raw-v1", split=hub_split)["text"])
 
     return ["".join(_hub("wikitext2", load))]  # wikitext lines already carry their newlines
 
@@ -164,7 +168,7 @@ def c4(split: str, path: str | None = None, split_percent: int | None = None, **
     def load() -> list[str]:
         from datasets import load_dataset
 
-        ds = load_dataset("allenai/c4", data_files={"x": files}, split="x")
+        ds = load_dataset(HUB_DATASETS["c4"], data_files={"x": files}, split="x")
         return list(ds["text"])
 
     texts = _hub("c4", load)
@@ -179,7 +183,7 @@ def ptb(split: str, path: str | None = None, split_percent: int | None = None, *
     def load() -> list[str]:
         from datasets import load_dataset
 
-        return list(load_dataset("ptb-text-only/ptb_text_only", split=hub_split)["sentence"])
+        return list(load_dataset(HUB_DATASETS["ptb"], split=hub_split)["sentence"])
 
     return [" ".join(_hub("ptb", load))]
 

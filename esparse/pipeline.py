@@ -208,8 +208,10 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
             log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
         else:
             permutations = _prune(cfg, run_, model, adapter, calib)
-            with run_.stage("keep"):
-                rec["details"]["resume_cache_bytes"] = resume.save(keep, model, run_.hash, permutations)
+            later = bool(cfg.get("save_dir")) or "eval" in stages or "bench" in stages
+            if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
+                with run_.stage("keep"):
+                    rec["details"]["resume_cache_bytes"] = resume.save(keep, model, run_.hash, permutations)
             if "prune" not in rec["stages_done"]:
                 run_.finished("prune")
         if cfg.get("save_dir") and "save" not in done:
@@ -362,7 +364,7 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
         return {}  # no perplexity asked for: nothing to compare, no record to write
     dcfg = baseline_config(cfg)
     path = tracking.record_path(dcfg["results_dir"], tracking.config_hash(dcfg))
-    rec = tracking.read_record(path)
+    rec = tracking.load_record(path)  # an unreadable one is moved aside, not overwritten
     if not (rec and rec.get("status") == "done"):
         drun = Run(dcfg)
         held = claims.claim(path, drun.record["env"]["started_at"])  # None: another run writes it; we only use ours

@@ -37,16 +37,27 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
         from esparse.preflight_tasks import zeroshot_tasks
 
         problems += zeroshot_tasks(zs, hub_status)
-    if any(not _local(cfg, n) for names in corpora_in_use(cfg).values() for n in names if n != "bundled_wiki"):
-        hub_status()  # a hub corpus: probe now, so an unusable hub makes datasets fail fast
+    problems += hub_corpora(cfg, hub_status)
     if problems:
         raise ConfigError(problems)
     probed = hub_status.cache_info().currsize > 0
     return {"hub_unusable": hub_status() if probed else None}
 
 
-def _local(cfg: Mapping[str, Any], corpus: str) -> bool:
-    return bool(((cfg.get("data") or {}).get(corpus) or {}).get("path"))
+def hub_corpora(cfg: Mapping[str, Any], hub_status: Callable[[], str | None]) -> list[str]:
+    """A corpus read from the hub (no local path) needs the hub, or its dataset already cached."""
+    from esparse.data import HUB_DATASETS
+    from esparse.preflight_tasks import dataset_cached
+
+    names = {n for ns in corpora_in_use(cfg).values() for n in ns if n in HUB_DATASETS}
+    names = sorted(n for n in names if not ((cfg.get("data") or {}).get(n) or {}).get("path"))
+    why = hub_status() if names else None  # probed only when a hub corpus is read
+    return [
+        f"data.{n}.path: null, so {n!r} is read from the Hugging Face hub ({HUB_DATASETS[n]}), which is {why}, "
+        f"and it is not in the local cache; give a local copy with data.{n}.path=/file.txt (or .jsonl)"
+        for n in names
+        if why and not dataset_cached(HUB_DATASETS[n])
+    ]
 
 
 def writable(key: str, value: Any) -> list[str]:

@@ -31,6 +31,7 @@ NON_SEMANTIC_KEYS = (
     "paths",
     "hydra",
     "progress",
+    "keep_pruned",
     "stages_note",
 )
 

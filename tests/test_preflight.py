@@ -156,3 +156,9 @@ def test_cli_prints_the_message_without_a_traceback(tmp_path):
     assert "Traceback" not in out.stderr and "HYDRA_FULL_ERROR" not in out.stderr
     full = subprocess.run(cmd, capture_output=True, text=True, env={**env, "HYDRA_FULL_ERROR": "1"}, timeout=120)
     assert full.returncode != 0 and "Traceback" in full.stderr and "ConfigError" in full.stderr
+
+
+def test_hub_corpus_with_the_hub_unusable_and_not_cached(overrides, monkeypatch):
+    monkeypatch.setattr(hub, "unusable", lambda: "unreachable (no connection)")
+    monkeypatch.setattr(preflight_tasks, "dataset_cached", lambda repo: False)
+    _fails(overrides + ["data.wikitext2.path=null"], "data.wikitext2.path: null", "Salesforce/wikitext", "unreachable")
