@@ -64,12 +64,13 @@ def test_ctrl_c_prints_no_traceback_and_the_rerun_resumes(tiny_model_dir, text_c
 
     over = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
     cmd = _cmd(over, tmp_path / "m")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}  # Hydra logs to stdout
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, **out)
     deadline = time.time() + 300
     while time.time() < deadline and not list((tmp_path / "results" / "runs").glob("*.lock")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # while a point is claimed, i.e. being computed
-    _, err = proc.communicate(timeout=120)
+    err, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err and "interrupted" in err
 
