@@ -22,6 +22,18 @@ def _debug() -> bool:
     return any(os.environ.get(k, "").strip() not in ("", "0") for k in ("HYDRA_FULL_ERROR", "ESPARSE_DEBUG"))
 
 
+def _where(resolved: dict) -> str:
+    """The record of this config, for the one-line report of an unexpected error."""
+    from esparse import tracking
+    from esparse.config import normalize
+
+    try:
+        cfg = normalize(resolved)
+        return str(tracking.record_path(cfg["results_dir"], tracking.config_hash(cfg)))
+    except Exception:  # the report must not fail on the config it reports
+        return "the run's record"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from esparse.config import ConfigError
@@ -48,7 +60,9 @@ def main(cfg: DictConfig) -> None:
     except Exception as e:
         if _debug():
             raise
-        log.error("%s: %s\n(the record holds the traceback; HYDRA_FULL_ERROR=1 shows it here)", type(e).__name__, e)
+        log.error(
+            "%s: %s\n(%s holds the traceback; HYDRA_FULL_ERROR=1 shows it here)", type(e).__name__, e, _where(resolved)
+        )
         sys.exit(1)
     if record is None:
         print("skipped: another process is computing this point", flush=True)
