@@ -27,7 +27,8 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     hub_status = functools.cache(hub.unusable)  # one probe per check, only if something needs the hub
     stages = list(cfg.get("stages") or [])
-    problems = writable("results_dir", cfg.get("results_dir"))
+    problems = device(cfg.get("device"))
+    problems += writable("results_dir", cfg.get("results_dir"))
     if cfg.get("save_dir") and "prune" in stages:
         problems += writable("save_dir", cfg["save_dir"])
     problems += local_corpora(cfg)
@@ -58,6 +59,24 @@ def hub_corpora(cfg: Mapping[str, Any], hub_status: Callable[[], str | None]) ->
         for n in names
         if why and not dataset_cached(HUB_DATASETS[n])
     ]
+
+
+def device(value: Any) -> list[str]:
+    """``device`` against what this torch can see: a CUDA device on a CPU build fails here, not as a
+    raw torch error after the model has loaded."""
+    import torch
+
+    allowed = ["cpu"]
+    if torch.cuda.is_available():
+        allowed += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        allowed.append("mps")
+    if value in allowed:
+        return []
+    why = ""
+    if isinstance(value, str) and value.startswith("cuda") and not torch.cuda.is_available():
+        why = f" (this torch {torch.__version__} sees no CUDA device)"
+    return [f"device: {value!r} is not available{why}; allowed here: {['auto', *allowed]}"]
 
 
 def writable(key: str, value: Any) -> list[str]:

@@ -56,9 +56,13 @@ def test_save_dir_that_cannot_be_written(overrides, tmp_path):
     _fails(overrides + [f"results_dir={tmp_path}/a_file/res"], "results_dir:", "cannot be written")
 
 
-@pytest.mark.parametrize("device", ["gpu", "cuda:7"] + ([] if torch.cuda.is_available() else ["cuda"]))
+@pytest.mark.parametrize("device", ["cuda:7"] + ([] if torch.cuda.is_available() else ["cuda"]))
 def test_device_torch_cannot_see(overrides, device):
     _fails(overrides + [f"device={device}"], f"device: {device!r} is not available", "allowed here")
+
+
+def test_device_that_is_no_device(overrides):
+    _fails(overrides + ["device=gpu"], "device: 'gpu' is not one of ['auto', 'cpu', 'cuda'")
 
 
 @pytest.mark.parametrize(
