@@ -133,6 +133,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
+    if "bench" in stages:
+        problems += _bench(cfg.get("bench") or {})
     for key in ("offload", "force", "progress", "keep_pruned"):
         if not isinstance(cfg.get(key, False), bool):
             problems.append(f"{key}: {cfg.get(key)!r} must be true or false")
@@ -179,6 +181,29 @@ def _metric_types(metric: Mapping[str, Any]) -> list[str]:
         out.append(f"metric.a: {metric['a']!r} must be a number")
     if "reconstruct" in metric and not isinstance(metric["reconstruct"], bool):
         out.append(f"metric.reconstruct: {metric['reconstruct']!r} must be true or false")
+    return out
+
+
+def _bench(bench: Mapping[str, Any]) -> list[str]:
+    """The bench stage's keys (it runs last: a typo there would cost the whole prune and eval)."""
+    from esparse.bench import BACKENDS, DEFAULT_CFG
+
+    out = [
+        f"bench.{k}: unknown key; known: {sorted(DEFAULT_CFG)}" for k in bench if k not in DEFAULT_CFG and k != "name"
+    ]
+    if bench.get("backend", "cusparselt") not in BACKENDS:
+        out.append(f"bench.backend: {bench.get('backend')!r} is not one of {list(BACKENDS)}")
+    if bench.get("dtype", "float16") not in DTYPES:
+        out.append(f"bench.dtype: {bench.get('dtype')!r} is not one of {list(DTYPES)}")
+    out += _positive(bench, "bench", tuple(k for k in ("repeats", "prompt_len", "gen_len") if k in bench))
+    if "warmup" in bench and (not _is_int(bench["warmup"]) or bench["warmup"] < 0):
+        out.append(f"bench.warmup: {bench['warmup']!r} must be an integer >= 0")
+    for k in ("batch_sizes", "seqlens", "e2e_batch_sizes"):
+        v = bench.get(k)
+        if v is not None and (not isinstance(v, list | tuple) or not v or not all(_is_int(x) and x > 0 for x in v)):
+            out.append(f"bench.{k}: {v!r} must be a non-empty list of integers >= 1")
+    if not isinstance(bench.get("e2e", False), bool):
+        out.append(f"bench.e2e: {bench.get('e2e')!r} must be true or false")
     return out
 
 

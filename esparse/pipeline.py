@@ -373,6 +373,7 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
                 for name, windows in eval_sets.items():
                     _record_ppl(drun.record, name, _ppl(dcfg, model, windows, f"dense ppl {name}"))
             drun.record["status"] = "done"
+            drun.record["stages_done"] = ["eval"]
             drun.record["env"]["finished_at"] = tracking.now_iso()
             if held is not None:
                 drun.save()

@@ -108,10 +108,12 @@ def test_short_corpus_by_tokens_fails_before_the_model(overrides, tmp_path):
         ("model.dtype=bogus", "model.dtype: 'bogus' is not one of"),
         ("stages=[]", "stages: [] is empty"),
         ("data.wikitext2.split_percent=100", "data.wikitext2.split_percent: 100"),
+        ("stages=[prune,bench] bench.backend=bogus", "bench.backend: 'bogus' is not one of"),
+        ("stages=[prune,bench] bench.batch_sizes=[0]", "bench.batch_sizes: [0]"),
     ],
 )
 def test_typed_keys(overrides, override, key):
-    _fails(overrides + [override], key)
+    _fails(overrides + override.split(), key)
 
 
 def test_truncated_safetensors(overrides, tiny_model_dir):
