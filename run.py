@@ -3,29 +3,70 @@
 python run.py                                   # embedded default (SmolLM2-135M, esparse 2:4)
 python run.py -m metric=magnitude,wanda,esparse pattern=2:4,4:8
 python run.py +experiment=esparse_t1_local
+
+A user error (config, data, model, hub, Ctrl-C) prints its message and exits 2 (130 for Ctrl-C)
+without a traceback; HYDRA_FULL_ERROR=1 or ESPARSE_DEBUG=1 shows the traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 
+def _debug() -> bool:
+    return any(os.environ.get(k, "").strip() not in ("", "0") for k in ("HYDRA_FULL_ERROR", "ESPARSE_DEBUG"))
+
+
+def _where(resolved: dict) -> str:
+    """The record of this config, for the one-line report of an unexpected error."""
+    from esparse import tracking
+    from esparse.config import normalize
+
+    try:
+        cfg = normalize(resolved)
+        return str(tracking.record_path(cfg["results_dir"], tracking.config_hash(cfg)))
+    except Exception:  # the report must not fail on the config it reports
+        return "the run's record"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from esparse.config import ConfigError
+    from esparse.data import DataUnavailableError
+    from esparse.evaluation.zeroshot import ZeroShotDataError
+    from esparse.models.loading import ModelNotFoundError
     from esparse.pipeline import run, summary_row
 
+    log = logging.getLogger("esparse")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
     try:
         record = run(resolved)
-    except ConfigError as e:
-        logging.getLogger("esparse").error("%s", e)
+    except (ConfigError, DataUnavailableError, ModelNotFoundError, ZeroShotDataError) as e:
+        if _debug():
+            raise
+        log.error("%s", e)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        log.error("interrupted: the record says how far it got; the same command resumes")
+        sys.exit(130)
+    except Exception as e:
+        if _debug():
+            raise
+        log.error(
+            "%s: %s\n(%s holds the traceback; HYDRA_FULL_ERROR=1 shows it here)", type(e).__name__, e, _where(resolved)
+        )
+        sys.exit(1)
+    if record is None:
+        print("skipped: another process is computing this point", flush=True)
+        return
     row = summary_row(record)
     width = max(len(k) for k in row)
     print("\n".join(f"{k:>{width}} : {v}" for k, v in row.items()), flush=True)

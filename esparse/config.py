@@ -6,11 +6,14 @@ a sweep's typo costs seconds, not the minutes of loading a model.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 STAGES = ("prune", "eval", "bench")
+DTYPES = ("float32", "float16", "bfloat16")
+EVAL_SPLITS = ("eval", "test", "validation")
 
 
 class ConfigError(ValueError):
@@ -55,6 +58,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
     ctx = model.get("context_length")
 
     stages = list(cfg.get("stages") or [])
+    if not stages:
+        problems.append(f"stages: {cfg.get('stages')!r} is empty; give one or more of {list(STAGES)}")
     for s in stages:
         if s not in STAGES:
             problems.append(f"stages: {s!r} is not one of {list(STAGES)}")
@@ -90,6 +95,14 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if cal.get("name") not in CORPORA:
             problems.append(f"calibration.name: {cal.get('name')!r} is not one of {sorted(CORPORA)}")
         problems += _positive(cal, "calibration", ("nsamples", "seqlen", "batch_size"))
+        if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
+            problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
+        problems += _metric_types(cfg.get("metric") or {})
+        problems += _positive(
+            cfg.get("shuffle") or {},
+            "shuffle",
+            tuple(k for k in ("block", "max_iters") if k in (cfg.get("shuffle") or {})),
+        )
         if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
             problems.append(
                 f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
@@ -97,6 +110,11 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     if "eval" in stages:
+        if ev.get("split", "eval") not in EVAL_SPLITS:
+            problems.append(f"eval.ppl.split: {ev.get('split')!r} is not one of {list(EVAL_SPLITS)}")
+        dense_baseline = (cfg.get("eval") or {}).get("dense_baseline", True)
+        if not isinstance(dense_baseline, bool):
+            problems.append(f"eval.dense_baseline: {dense_baseline!r} must be true or false")
         for ds in ev.get("datasets") or []:
             if ds not in CORPORA:
                 problems.append(f"eval.ppl.datasets: {ds!r} is not one of {sorted(CORPORA)}")
@@ -115,8 +133,18 @@ def validate(cfg: Mapping[str, Any]) -> None:
         except ValueError as e:
             problems.append(str(e))
 
-    if not isinstance(cfg.get("offload", False), bool):
-        problems.append(f"offload: {cfg.get('offload')!r} must be true or false")
+    if "bench" in stages:
+        problems += _bench(cfg.get("bench") or {})
+    for key in ("offload", "force", "progress", "keep_pruned"):
+        if not isinstance(cfg.get(key, False), bool):
+            problems.append(f"{key}: {cfg.get(key)!r} must be true or false")
+    if model.get("dtype", "float32") not in DTYPES:
+        problems.append(f"model.dtype: {model.get('dtype')!r} is not one of {list(DTYPES)}")
+    rec = cfg.get("reconstruction") or {}
+    problems += _positive(rec, "reconstruction", tuple(k for k in ("blocksize",) if k in rec))
+    if "percdamp" in rec and (not _is_number(rec["percdamp"]) or rec["percdamp"] < 0):
+        problems.append(f"reconstruction.percdamp: {rec['percdamp']!r} must be a number >= 0")
+    problems += _device(cfg.get("device"))
     if cfg.get("activations_on", "device") not in ("device", "cpu"):
         problems.append(f"activations_on: {cfg.get('activations_on')!r} is not one of ['device', 'cpu']")
     if cfg.get("device_map") is not None and cfg.get("offload"):
@@ -134,6 +162,56 @@ def validate(cfg: Mapping[str, Any]) -> None:
         problems.append(f"model.source: {model.get('source')!r} is not one of ['bundled_gguf', 'hub']")
     if problems:
         raise ConfigError(problems)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _metric_types(metric: Mapping[str, Any]) -> list[str]:
+    """The typed metric knobs (the scorer would fail on them only after the model has loaded)."""
+    out = []
+    if "bins" in metric and (not _is_int(metric["bins"]) or metric["bins"] < 1):
+        out.append(f"metric.bins: {metric['bins']!r} must be an integer >= 1 (entropy histogram bins)")
+    if "a" in metric and not _is_number(metric["a"]):
+        out.append(f"metric.a: {metric['a']!r} must be a number")
+    if "reconstruct" in metric and not isinstance(metric["reconstruct"], bool):
+        out.append(f"metric.reconstruct: {metric['reconstruct']!r} must be true or false")
+    return out
+
+
+def _bench(bench: Mapping[str, Any]) -> list[str]:
+    """The bench stage's keys (it runs last: a typo there would cost the whole prune and eval)."""
+    from esparse.bench import BACKENDS, DEFAULT_CFG
+
+    out = [
+        f"bench.{k}: unknown key; known: {sorted(DEFAULT_CFG)}" for k in bench if k not in DEFAULT_CFG and k != "name"
+    ]
+    if bench.get("backend", "cusparselt") not in BACKENDS:
+        out.append(f"bench.backend: {bench.get('backend')!r} is not one of {list(BACKENDS)}")
+    if bench.get("dtype", "float16") not in DTYPES:
+        out.append(f"bench.dtype: {bench.get('dtype')!r} is not one of {list(DTYPES)}")
+    out += _positive(bench, "bench", tuple(k for k in ("repeats", "prompt_len", "gen_len") if k in bench))
+    if "warmup" in bench and (not _is_int(bench["warmup"]) or bench["warmup"] < 0):
+        out.append(f"bench.warmup: {bench['warmup']!r} must be an integer >= 0")
+    for k in ("batch_sizes", "seqlens", "e2e_batch_sizes"):
+        v = bench.get(k)
+        if v is not None and (not isinstance(v, list | tuple) or not v or not all(_is_int(x) and x > 0 for x in v)):
+            out.append(f"bench.{k}: {v!r} must be a non-empty list of integers >= 1")
+    if not isinstance(bench.get("e2e", False), bool):
+        out.append(f"bench.e2e: {bench.get('e2e')!r} must be true or false")
+    return out
+
+
+def _device(device: Any) -> list[str]:
+    """The spelling of ``device``; whether this machine has it is checked by the preflight."""
+    if isinstance(device, str) and re.fullmatch(r"cpu|mps|cuda(:\d+)?", device):
+        return []
+    return [f"device: {device!r} is not one of ['auto', 'cpu', 'cuda', 'cuda:<index>', 'mps']"]
 
 
 def _positive(section: Mapping[str, Any], prefix: str, keys: tuple[str, ...]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from esparse import provenance, tracking
+from esparse import claims, hub, preflight, provenance, resume, tracking
 from esparse.config import normalize, validate
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,23 @@ class Run:
             "memory": {},
             "env": {**provenance.environment(cfg.get("device", "cpu")), "started_at": tracking.now_iso()},
             "details": {},
+            "stages_done": [],
         }
+
+    def carry_over(self, previous: Mapping[str, Any]) -> None:
+        """Keep what an earlier, unfinished run of this config finished: its stages and their
+        numbers (a stage in ``stages_done`` is not run again where its result is kept)."""
+        done = [s for s in previous.get("stages_done") or [] if s in ("prune", "save", "eval")]
+        if not done:
+            return
+        for key in ("metrics", "timings", "memory", "details"):
+            self.record[key] = copy.deepcopy(previous.get(key) or {})
+        self.record["stages_done"] = list(done)
+        self.record["resumed"] = {"from_started_at": (previous.get("env") or {}).get("started_at"), "kept": done}
+
+    def finished(self, stage: str) -> None:
+        self.record["stages_done"].append(stage)
+        self.save()
 
     def save(self) -> None:
         tracking.write_json_atomic(self.path, self.record)
@@ -69,33 +86,61 @@ class Run:
             self.record["memory"][name] = mem.as_dict()
 
 
-def run(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Execute one resolved config and return its record (the existing one if already done)."""
+def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Execute one resolved config and return its record (the existing one if already done; None
+    if another live process has claimed the point, which it then computes)."""
     cfg = normalize(cfg)
     validate(cfg)
     path = tracking.record_path(cfg["results_dir"], tracking.config_hash(cfg))
-    if tracking.is_done(path) and not cfg.get("force"):
+    previous = tracking.load_record(path)  # an unreadable record is moved aside here
+    if previous and previous.get("status") == "done" and not cfg.get("force"):
         log.info("skip: %s already done (force=true to redo)", path)
-        return tracking.read_record(path)
+        return previous
+    facts = preflight.check(cfg)
 
     run_ = Run(cfg)
-    run_.save()
-    logger = _make_logger(cfg, run_)
-    try:
-        _execute(cfg, run_)
-        run_.record["status"] = "done"
-    except BaseException as e:
-        run_.record["status"] = "failed"
-        run_.record["error"] = f"{type(e).__name__}: {e}"
-        run_.record["traceback"] = traceback.format_exc(limit=8)
-        raise
-    finally:
-        run_.record["env"]["finished_at"] = tracking.now_iso()
+    held = claims.claim(path, run_.record["env"]["started_at"])
+    if held is None:
+        who = claims.owner(path) or {}
+        log.warning("skip: %s is being computed by pid %s on %s", path, who.get("pid"), who.get("host"))
+        return None
+    with held:
+        previous = tracking.read_record(path)  # again, now that it is ours: another may just have finished
+        if previous and previous.get("status") == "done" and not cfg.get("force"):
+            log.info("skip: %s was finished by another process meanwhile", path)
+            return previous
+        run_.record["env"]["pid"] = os.getpid()
+        keep = resume.cache_dir(_cache_root(cfg), run_.hash)
+        if cfg.get("force"):
+            resume.clear(keep)
+        elif previous:
+            run_.carry_over(previous)
         run_.save()
-        if logger is not None:
-            logger.log_record(run_.record)
-            logger.finish()
+        logger = _make_logger(cfg, run_)
+        try:
+            with hub.offline(bool(facts.get("hub_unusable"))):
+                _execute(cfg, run_, keep)
+            run_.record["status"] = "done"
+        except BaseException as e:
+            run_.record["status"] = "failed"
+            run_.record["error"] = f"{type(e).__name__}: {e}"
+            run_.record["traceback"] = traceback.format_exc(limit=8)
+            raise
+        finally:
+            run_.record["env"]["finished_at"] = tracking.now_iso()
+            run_.save()
+            if logger is not None:
+                logger.log_record(run_.record)
+                logger.finish()
+        resume.clear(keep)  # done: the record has every number, the kept weights are not needed
     return run_.record
+
+
+def _cache_root(cfg: Mapping[str, Any]) -> Path:
+    from esparse.models.loading import default_cache_dir
+
+    root = (cfg.get("paths") or {}).get("cache_dir")
+    return Path(root).expanduser() if root else default_cache_dir()
 
 
 def _make_logger(cfg: Mapping[str, Any], run_: Run):
@@ -112,93 +157,69 @@ def _make_logger(cfg: Mapping[str, Any], run_: Run):
     )
 
 
-def _execute(cfg: dict[str, Any], run_: Run) -> None:
-    from esparse import data
+def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
     from esparse.masks import Pattern
     from esparse.models import get_adapter, load_model
+    from esparse.models.loading import load_tokenizer
     from esparse.models.placement import stream_blocks
 
     rec, metrics = run_.record, run_.record["metrics"]
     cache_dir = cfg.get("paths", {}).get("cache_dir")
     device = cfg["device"]
     stages = cfg.get("stages", [])
+    done = set(rec["stages_done"])
+    pattern = Pattern.parse(dict(cfg["pattern"]))
+
+    # the tokenizer and every corpus first: a short or broken corpus fails before the model loads
+    tok = load_tokenizer(cfg["model"], cache_dir)
+    eval_sets = {}
+    if "eval" in stages and "eval" not in done:
+        with run_.stage("eval_data"):
+            eval_sets = _eval_windows(cfg, tok, cache_dir)
+    calib = None
+    if "prune" in stages and not ("prune" in done and (keep / resume.META).is_file()):
+        with run_.stage("calibration_data"):
+            calib = _calibration(cfg, tok, cache_dir, rec)
 
     offload = bool(cfg.get("offload", False))
     with run_.stage("load"):
         model, tok = load_model(
-            cfg["model"], cache_dir=cache_dir, device="cpu" if offload else device, device_map=cfg.get("device_map")
+            cfg["model"],
+            cache_dir=cache_dir,
+            device="cpu" if offload else device,
+            device_map=cfg.get("device_map"),
+            tokenizer=tok,
         )
     adapter = get_adapter(model)
     rec["details"]["loaded_arch"] = _loaded_arch(model)
     # offload: the model stays on the CPU and its blocks visit the device one at a time, in eval too
     placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
 
-    eval_sets = {}
-    if "eval" in stages:
-        with run_.stage("eval_data"):
-            eval_sets = _eval_windows(cfg, tok, cache_dir)
-        pattern = Pattern.parse(dict(cfg["pattern"]))
-        if pattern.kind != "dense" and cfg["eval"].get("dense_baseline", True):
-            with placed():
-                metrics.update(_dense_baseline(cfg, model, eval_sets))
-            run_.save()
-
-    if "prune" in stages:
-        from esparse.masks import check
-        from esparse.pruning import PruneSpec, prune_model
-
-        cal = cfg["calibration"]
-        with run_.stage("calibration_data"):
-            stream = data.tokenize_stream(
-                data.load_texts(
-                    cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])
-                ),
-                tok,
-            )
-            calib, starts = data.calibration_windows(stream, cal["nsamples"], cal["seqlen"], cal["seed"])
-        rec["details"]["calibration"] = {"tokens": int(stream.numel()), "starts_sha": data.hash_ints(starts)}
-        spec = PruneSpec.from_cfg(cfg)
-        with run_.stage("prune"):
-            report = prune_model(
-                model,
-                calib,
-                spec,
-                batch_size=cal.get("batch_size", 4),
-                device=device,
-                progress=cfg.get("progress", True),
-                adapter=adapter,
-                offload=offload,
-                store="cpu" if cfg.get("activations_on", "device") == "cpu" else device,
-            )
-        mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
-        metrics["sparsity/actual"] = mask_report.sparsity
-        metrics["sparsity/pattern_ok"] = mask_report.ok
-        if spec.pattern.kind == "nm":
-            metrics["permutation/retained_before"] = report.retained_before
-            metrics["permutation/retained_after"] = report.retained_after
-            ub = sum(g["upper_bound"] for g in report.groups.values())
-            metrics["permutation/upper_bound"] = ub
-            metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
-        rec["details"]["layers"] = report.layers
-        rec["details"]["groups"] = report.groups
-        rec["details"]["prune_seconds"] = report.seconds
+    if eval_sets and pattern.kind != "dense" and cfg["eval"].get("dense_baseline", True):
+        with placed():
+            metrics.update(_dense_baseline(cfg, model, eval_sets))
         run_.save()
-        if cfg.get("save_dir"):
+
+    permutations: dict[str, list[int]] = {}
+    if "prune" in stages:
+        kept = resume.load(keep, model, run_.hash) if calib is None else None
+        if kept is not None:
+            permutations = kept
+            log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
+        else:
+            permutations = _prune(cfg, run_, model, adapter, calib)
+            later = bool(cfg.get("save_dir")) or "eval" in stages or "bench" in stages
+            if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
+                with run_.stage("keep"):
+                    rec["details"]["resume_cache_bytes"] = resume.save(keep, model, run_.hash, permutations)
+            if "prune" not in rec["stages_done"]:
+                run_.finished("prune")
+        if cfg.get("save_dir") and "save" not in done:
             with run_.stage("save"):
-                if cfg.get("save_format", "safetensors") == "nm":
-                    from esparse.compressed import save_compressed
+                _save(cfg, run_, model, tok, permutations)
+            run_.finished("save")
 
-                    extra = {"config_hash": run_.hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
-                    info = save_compressed(
-                        model, tok, cfg["save_dir"], cfg["pattern"], report.layer_permutations(), extra
-                    )
-                    metrics["save/file_bytes"] = info["file_bytes"]
-                else:
-                    from esparse.checkpoint import save_pruned
-
-                    save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, report.layer_permutations())
-
-    if "eval" in stages:
+    if "eval" in stages and "eval" not in done:
         with run_.stage("eval"), placed():
             for name, windows in eval_sets.items():
                 _record_ppl(rec, name, _ppl(cfg, model, windows, f"ppl {name}"))
@@ -210,6 +231,7 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
                 zs_metrics, zs_details = evaluate_zeroshot(model, tok, {**zs, "device": device})
                 metrics.update(zs_metrics)
                 rec["details"]["zeroshot"] = zs_details
+        run_.finished("eval")
 
     if "bench" in stages:
         from esparse.bench import run_bench
@@ -217,6 +239,69 @@ def _execute(cfg: dict[str, Any], run_: Run) -> None:
         with run_.stage("bench"):
             metrics.update(run_bench(model, dict(cfg.get("bench") or {})))
     del adapter
+
+
+def _calibration(cfg: Mapping[str, Any], tok, cache_dir, rec: dict[str, Any]) -> torch.Tensor:
+    from esparse import data
+
+    cal = cfg["calibration"]
+    stream = data.tokenize_stream(
+        data.load_texts(cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])),
+        tok,
+        what=f"calibration corpus {cal['name']!r}",
+    )
+    calib, starts = data.calibration_windows(stream, cal["nsamples"], cal["seqlen"], cal["seed"])
+    rec["details"]["calibration"] = {"tokens": int(stream.numel()), "starts_sha": data.hash_ints(starts)}
+    return calib
+
+
+def _prune(cfg: Mapping[str, Any], run_: Run, model, adapter, calib: torch.Tensor) -> dict[str, list[int]]:
+    """Calibrate, score, mask (and reconstruct) in place; the pattern check and the permutation
+    numbers go to the record. Returns the input permutations."""
+    from esparse.masks import check
+    from esparse.pruning import PruneSpec, prune_model
+
+    rec, metrics, device = run_.record, run_.record["metrics"], cfg["device"]
+    spec = PruneSpec.from_cfg(cfg)
+    with run_.stage("prune"):
+        report = prune_model(
+            model,
+            calib,
+            spec,
+            batch_size=cfg["calibration"].get("batch_size", 4),
+            device=device,
+            progress=cfg.get("progress", True),
+            adapter=adapter,
+            offload=bool(cfg.get("offload", False)),
+            store="cpu" if cfg.get("activations_on", "device") == "cpu" else device,
+        )
+    mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
+    metrics["sparsity/actual"] = mask_report.sparsity
+    metrics["sparsity/pattern_ok"] = mask_report.ok
+    if spec.pattern.kind == "nm":
+        metrics["permutation/retained_before"] = report.retained_before
+        metrics["permutation/retained_after"] = report.retained_after
+        ub = sum(g["upper_bound"] for g in report.groups.values())
+        metrics["permutation/upper_bound"] = ub
+        metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
+    rec["details"]["layers"] = report.layers
+    rec["details"]["groups"] = report.groups
+    rec["details"]["prune_seconds"] = report.seconds
+    run_.save()
+    return report.layer_permutations()
+
+
+def _save(cfg: Mapping[str, Any], run_: Run, model, tok, permutations: dict[str, list[int]]) -> None:
+    if cfg.get("save_format", "safetensors") == "nm":
+        from esparse.compressed import save_compressed
+
+        extra = {"config_hash": run_.hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
+        info = save_compressed(model, tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
+        run_.record["metrics"]["save/file_bytes"] = info["file_bytes"]
+    else:
+        from esparse.checkpoint import save_pruned
+
+        save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, permutations)
 
 
 def _loaded_arch(model) -> dict[str, Any] | None:
@@ -237,7 +322,8 @@ def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Ten
     out = {}
     for name in ev.get("datasets") or []:
         texts = data.load_texts(name, ev.get("split", "eval"), cache_dir, **data.dataset_kwargs(cfg.get("data"), name))
-        out[name] = data.eval_windows(data.tokenize_stream(texts, tok), ev["seqlen"], ev.get("nsamples"))
+        stream = data.tokenize_stream(texts, tok, what=f"evaluation corpus {name!r}")
+        out[name] = data.eval_windows(stream, ev["seqlen"], ev.get("nsamples"), what=f"evaluation corpus {name!r}")
     return out
 
 
@@ -278,17 +364,32 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
         return {}  # no perplexity asked for: nothing to compare, no record to write
     dcfg = baseline_config(cfg)
     path = tracking.record_path(dcfg["results_dir"], tracking.config_hash(dcfg))
-    rec = tracking.read_record(path)
+    rec = tracking.load_record(path)  # an unreadable one is moved aside, not overwritten
     if not (rec and rec.get("status") == "done"):
         drun = Run(dcfg)
-        with drun.stage("eval"):
-            for name, windows in eval_sets.items():
-                _record_ppl(drun.record, name, _ppl(dcfg, model, windows, f"dense ppl {name}"))
-        drun.record["status"] = "done"
-        drun.record["env"]["finished_at"] = tracking.now_iso()
-        drun.save()
+        held = claims.claim(path, drun.record["env"]["started_at"])  # None: another run writes it; we only use ours
+        try:
+            with drun.stage("eval"):
+                for name, windows in eval_sets.items():
+                    _record_ppl(drun.record, name, _ppl(dcfg, model, windows, f"dense ppl {name}"))
+            drun.record["status"] = "done"
+            drun.record["stages_done"] = ["eval"]
+            drun.record["env"]["finished_at"] = tracking.now_iso()
+            if held is not None:
+                drun.save()
+        finally:
+            if held is not None:
+                held.release()
         rec = drun.record
     return {f"dense/{k}": v for k, v in rec["metrics"].items() if k.startswith(("ppl/", "ppl_lo/", "ppl_hi/"))}
+
+
+def pattern_label(pattern: Mapping[str, Any]) -> str:
+    """What the run pruned to, from its numbers (``pattern=2:4 pattern.n=1`` is a 1:4 run), not the
+    name of the preset it started from."""
+    if pattern.get("kind") == "nm":
+        return f"{pattern.get('n')}:{pattern.get('m')}"
+    return str(pattern.get("name"))
 
 
 def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -297,7 +398,7 @@ def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:
     row = {
         "model": c["model"]["name"],
         "metric": c["metric"]["name"],
-        "pattern": c["pattern"]["name"],
+        "pattern": pattern_label(c["pattern"]),
         "shuffle": c["shuffle"]["name"],
     }
     for k, v in m.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -30,17 +31,43 @@ NON_SEMANTIC_KEYS = (
     "paths",
     "hydra",
     "progress",
+    "keep_pruned",
     "stages_note",
 )
+
+
+#: the bundled PIQA copy is byte-identical to the files this path named when it was the default,
+#: so ``eval.zeroshot.data_dir: null`` (the bundled copy) hashes as that old default did
+LEGACY_PIQA_DATA_DIR = "../shared/data/piqa"
+#: per-corpus keys added later; left out of the hash while they hold their default (None), so every
+#: config that does not use them keeps its hash
+HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}
 
 
+def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The semantic config as the hash sees it: later, hash-neutral defaults put back to the form
+    records were hashed in before those keys existed."""
+    view = semantic_config(cfg)
+    zs = ((view.get("eval") or {}).get("zeroshot") or {}) if isinstance(view.get("eval"), Mapping) else {}
+    if isinstance(zs, Mapping) and "data_dir" in zs and zs["data_dir"] is None:
+        view["eval"] = {**view["eval"], "zeroshot": {**zs, "data_dir": LEGACY_PIQA_DATA_DIR}}
+    if isinstance(view.get("data"), Mapping):
+        view["data"] = {
+            name: {k: v for k, v in d.items() if not (k in HASH_NEUTRAL_DATA_KEYS and v is None)}
+            if isinstance(d, Mapping)
+            else d
+            for name, d in view["data"].items()
+        }
+    return view
+
+
 def config_hash(cfg: Mapping[str, Any]) -> str:
     """12 hex chars of sha256 over the canonical JSON of the semantic config."""
-    blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str, separators=(",", ":"))
+    blob = json.dumps(_hash_view(cfg), sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -71,9 +98,42 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 def read_record(path: str | Path) -> dict[str, Any] | None:
     """The record at ``path``, or None if absent or unreadable (an unreadable one is redone)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return rec if isinstance(rec, dict) else None
+
+
+def unreadable_why(path: str | Path) -> str | None:
+    """Why the file at ``path`` is not a record (a phrase), or None if it is one or is absent."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except IsADirectoryError:
+        return "a directory"
+    except UnicodeDecodeError:
+        return "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        return f"not valid JSON ({e.msg}, line {e.lineno}; truncated?)"
+    except OSError as e:
+        return f"unreadable ({e.strerror or type(e).__name__})"
+    return None if isinstance(rec, dict) else f"not a JSON object (a {type(rec).__name__})"
+
+
+def load_record(path: str | Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None if absent. One that is not a record is moved aside to
+    ``<name>.corrupt-<UTC time>`` with a warning (never a crash, never silently overwritten)."""
+    why = unreadable_why(path)
+    if why is None:
+        return read_record(path)
+    p = Path(path)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    aside = p.with_name(f"{p.name}.corrupt-{stamp}")
+    os.replace(p, aside)
+    logging.getLogger(__name__).warning("record %s is %s: moved aside to %s; the point is recomputed", p, why, aside)
+    return None
 
 
 def is_done(path: str | Path) -> bool:

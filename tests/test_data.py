@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -60,3 +62,20 @@ def test_local_override(tmp_path, tokenizer):
     texts = data.load_texts("wikitext2", "eval", tmp_path, path=str(p))
     assert texts == ["the of and to"]
     assert data.tokenize_stream(texts, tokenizer).numel() == 4
+
+
+def test_split_percent_splits_one_local_file_without_overlap(tmp_path):
+    from esparse.data import load_texts
+
+    lines = [f"line {i} " + "word " * (i % 7) for i in range(400)]
+    p = tmp_path / "one.txt"
+    p.write_text("\n".join(lines))
+    cal = load_texts("wikitext2", "calibration", tmp_path, path=str(p), split_percent=20)
+    ev = load_texts("wikitext2", "eval", tmp_path, path=str(p), split_percent=20)
+    assert not set(cal) & set(ev) and sorted(cal + ev) == sorted(lines)  # disjoint, and nothing lost
+    assert 40 < len(ev) < 120  # about 20 %
+    assert ev == load_texts("wikitext2", "eval", tmp_path, path=str(p), split_percent=20)  # deterministic
+    shuffled = tmp_path / "shuffled.jsonl"  # by content, not position: order does not move a document
+    shuffled.write_text("\n".join(json.dumps({"text": t}) for t in reversed(lines)))
+    ev2 = load_texts("wikitext2", "eval", tmp_path, path=str(shuffled), split_percent=20)
+    assert sorted(ev2) == sorted(ev)

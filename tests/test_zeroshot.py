@@ -168,6 +168,19 @@ def test_piqa_local_reads_shared_format():
     assert labels[0] == 0
 
 
+def test_bundled_piqa_is_the_released_validation_split():
+    """The copy in the package is what the old default (../shared/data/piqa) held, byte for byte, so
+    records keep their hash and their numbers; it loads with no data_dir at all."""
+    from esparse.evaluation.tasks.piqa_local.utils import load_piqa  # type: ignore[import-not-found]
+
+    docs = load_piqa()["validation"]
+    assert len(docs) == 1838 and sum(docs["label"]) == 928
+    assert (zeroshot.BUNDLED_PIQA / "README.md").read_text().count("Academic Free License") == 1
+    if (PIQA_DIR / "valid.jsonl").is_file():
+        for name in ("valid.jsonl", "valid-labels.lst"):
+            assert (zeroshot.BUNDLED_PIQA / name).read_bytes() == (PIQA_DIR / name).read_bytes()
+
+
 def test_piqa_local_label_mismatch_is_rejected(tmp_path):
     from esparse.evaluation.tasks.piqa_local.utils import read_split  # type: ignore[import-not-found]
 
@@ -192,7 +205,7 @@ def test_config_validation_and_presets(tmp_path):
     assert len(RIA_TASKS) == 5
     c = resolve_config(None)
     assert c["tasks"] == ["piqa_local"] and c["num_fewshot"] == 0 and c["batch_size"] == 8
-    assert c["data_dir"] == str(PIQA_DIR.resolve())
+    assert c["data_dir"] == str(zeroshot.BUNDLED_PIQA)  # inside the package: no path outside the repo
     assert c["include_path"] == [str(zeroshot.LOCAL_TASKS_DIR)]
     for bad in ({"batch_size": 0}, {"num_fewshot": -1}, {"limit": 0}, {"tasks": []}, {"bogus": 1}):
         with pytest.raises(ValueError, match=next(iter(bad))):

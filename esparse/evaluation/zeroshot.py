@@ -2,7 +2,8 @@
 
 The model object itself is wrapped in lm-eval's ``HFLM``: evaluating a checkpoint by name would
 score the dense model (RIA's released code has exactly that bug). Hub tasks keep their lm-eval
-names; offline, ``piqa_local`` (``tasks/piqa_local``) reads PIQA validation from ``data_dir``.
+names; offline, ``piqa_local`` (``tasks/piqa_local``) reads PIQA validation from ``data_dir`` (default: the
+copy bundled in ``tasks/piqa_local/data``).
 
 Hub reachability is probed once with a TCP connect to the hub endpoint (``_hub_reachable``, 3 s);
 when it fails, or HF_HUB_OFFLINE is already set, the datasets/hub offline switches are turned on
@@ -12,22 +13,22 @@ for the duration of the call, so uncached hub datasets fail in about a second in
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
-import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
+
+from esparse import hub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 LOCAL_TASKS = ("piqa_local",)
+BUNDLED_PIQA = LOCAL_TASKS_DIR / "piqa_local" / "data"
 
 ESPARSE_TASKS = ("hellaswag", "piqa", "openbookqa", "sciq", "logiqa")
 RIA_TASKS = ("boolq", "rte", "hellaswag", "arc_challenge", "mnli")
@@ -41,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 8,
     "limit": None,
     "include_path": None,
-    "data_dir": "../shared/data/piqa",
+    "data_dir": None,  # None = the PIQA validation split bundled with the package
     "device": None,
     "bootstrap_iters": 1000,
 }
@@ -88,7 +89,7 @@ def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         if not p.is_dir():
             raise ValueError(f"eval.zeroshot.include_path: {p} is not a directory")
     c["include_path"] = [str(p) for p in paths]
-    c["data_dir"] = str(_resolve(c["data_dir"]))
+    c["data_dir"] = str(BUNDLED_PIQA if c["data_dir"] is None else _resolve(c["data_dir"]))
     return c
 
 
@@ -122,50 +123,14 @@ def _absent_from_builtin_yaml(names: list[str]) -> list[str]:
 
 
 def _hub_offline_set() -> bool:
-    import datasets
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE)
+    return hub.offline_set()
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the hub endpoint; DNS failure or timeout means unreachable."""
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return hub.reachable(timeout)
 
 
-@contextlib.contextmanager
-def _hub_offline(enabled: bool) -> Iterator[None]:
-    """Turn on datasets' and huggingface_hub's offline switches, restoring them afterwards.
-
-    Setting the env vars alone is not enough: both libraries read them once at import.
-    """
-    if not enabled:
-        yield
-        return
-    import datasets
-    from huggingface_hub import constants
-
-    saved = (constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE)
-    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
-    os.environ.update({k: "1" for k in saved_env})
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+_hub_offline = hub.offline
 
 
 def _load_task(tm, name: str, offline: bool):

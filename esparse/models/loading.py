@@ -38,16 +38,9 @@ def torch_dtype(name: str) -> torch.dtype:
         raise ValueError(f"model.dtype={name!r} is not one of {sorted(_DTYPES)}") from None
 
 
-def load_model(
-    cfg: Mapping[str, Any], cache_dir: str | Path | None = None, device: str = "cpu", device_map: Any = None
-):
-    """Load ``(model, tokenizer)`` for a resolved ``cfg.model`` mapping, in eval mode.
-
-    ``device_map`` (e.g. ``"auto"``) hands placement to transformers/accelerate (a model spread over
-    several GPUs); then ``device`` is not applied."""
+def model_source(cfg: Mapping[str, Any], cache_dir: str | Path | None = None) -> str:
+    """Where ``from_pretrained`` reads the model of ``cfg``: a local dir, or a hub id."""
     cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    dtype = torch_dtype(cfg.get("dtype", "float32"))
-    trust = bool(cfg.get("trust_remote_code", False))
     if cfg.get("path"):
         src = Path(str(cfg["path"])).expanduser()
         if not (src / "config.json").is_file():
@@ -55,13 +48,46 @@ def load_model(
                 f"model.path={str(src)!r} has no config.json; point model.path at a directory written by "
                 "save_pretrained (or by this framework's save_dir)."
             )
-        model, tok = _from_pretrained(str(src), dtype, trust, device_map)
-    elif cfg.get("source") == "bundled_gguf":
-        model, tok = _from_pretrained(str(_bundled_cache(cfg, cache_dir)), dtype, trust, device_map)
-    elif cfg.get("source") == "hub":
-        model, tok = _from_hub(cfg, dtype, trust, device_map)
-    else:
-        raise ValueError(f"model.source={cfg.get('source')!r} is not one of ['bundled_gguf', 'hub']")
+        return str(src)
+    if cfg.get("source") == "bundled_gguf":
+        return str(_bundled_cache(cfg, cache_dir))
+    if cfg.get("source") == "hub":
+        return str(cfg.get("hf_id"))
+    raise ValueError(f"model.source={cfg.get('source')!r} is not one of ['bundled_gguf', 'hub']")
+
+
+def load_tokenizer(cfg: Mapping[str, Any], cache_dir: str | Path | None = None):
+    """The tokenizer alone (seconds), so corpora are tokenized and checked before the model loads."""
+    from transformers import AutoTokenizer
+
+    src = model_source(cfg, cache_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=bool(cfg.get("trust_remote_code", False)))
+    except (OSError, ValueError) as e:
+        raise _not_found(cfg, src, e) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(
+    cfg: Mapping[str, Any],
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    device_map: Any = None,
+    tokenizer: Any = None,
+):
+    """Load ``(model, tokenizer)`` for a resolved ``cfg.model`` mapping, in eval mode.
+
+    ``device_map`` (e.g. ``"auto"``) hands placement to transformers/accelerate (a model spread over
+    several GPUs); then ``device`` is not applied. A ``tokenizer`` already loaded is reused."""
+    dtype = torch_dtype(cfg.get("dtype", "float32"))
+    trust = bool(cfg.get("trust_remote_code", False))
+    src = model_source(cfg, cache_dir)
+    try:
+        model, tok = _from_pretrained(src, dtype, trust, device_map, tokenizer)
+    except (OSError, ValueError) as e:  # transformers raises OSError for missing repos / no network
+        raise _not_found(cfg, src, e) from None
     model.eval()
     if device_map is None:
         model.to(device)
@@ -71,25 +97,30 @@ def load_model(
     return model, tok
 
 
-def _from_pretrained(src: str, dtype: torch.dtype, trust: bool, device_map: Any = None):
+def _from_pretrained(src: str, dtype: torch.dtype, trust: bool, device_map: Any = None, tok: Any = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
+    if tok is None:
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
     kw = {"device_map": device_map} if device_map is not None else {}
     model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, trust_remote_code=trust, **kw)
     return model, tok
 
 
-def _from_hub(cfg: Mapping[str, Any], dtype: torch.dtype, trust: bool, device_map: Any = None):
-    hf_id = cfg.get("hf_id")
-    try:
-        return _from_pretrained(str(hf_id), dtype, trust, device_map)
-    except (OSError, ValueError) as e:  # transformers raises OSError for missing repos / no network
-        raise ModelNotFoundError(
-            f"model {cfg.get('name')!r}: could not load {hf_id!r} from the Hugging Face hub or its local cache "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). With internet, log in if the repo is gated; "
-            f"offline, download it elsewhere and pass model.path=/dir/with/config.json."
-        ) from None
+def _not_found(cfg: Mapping[str, Any], src: str, e: Exception) -> ModelNotFoundError:
+    """One message for every way transformers fails to find or read a model, naming the source."""
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    if cfg.get("path") or cfg.get("source") != "hub":
+        where = "model.path" if cfg.get("path") else "model (bundled cache)"
+        return ModelNotFoundError(
+            f"{where}: {src!r} could not be loaded ({type(e).__name__}: {first}); it must hold a model and "
+            f"tokenizer written by save_pretrained (or by this framework's save_dir)."
+        )
+    return ModelNotFoundError(
+        f"model {cfg.get('name')!r}: could not load {src!r} from the Hugging Face hub or its local cache "
+        f"({type(e).__name__}: {first}). With internet, log in if the repo is gated; "
+        f"offline, download it elsewhere and pass model.path=/dir/with/config.json."
+    )
 
 
 def bundled_package_dir(package: str) -> Path | None:

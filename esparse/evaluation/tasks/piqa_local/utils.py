@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 ENV_VAR = "ESPARSE_PIQA_DIR"
-# esparse/evaluation/tasks/piqa_local/utils.py -> repo root is four levels up.
-DEFAULT_DIR = (Path(__file__).resolve().parents[4] / ".." / "shared" / "data" / "piqa").resolve()
+# the validation split ships with the package (AFL-3.0, see data/README.md)
+DEFAULT_DIR = Path(__file__).resolve().parent / "data"
 SPLITS = {"validation": "valid"}
 
 
@@ -42,6 +43,8 @@ def read_split(data_dir: str | os.PathLike, stem: str = "valid") -> list[dict[st
 
 def load_piqa(piqa_data_dir: str | None = None, **_: Any) -> datasets.DatasetDict:
     """``custom_dataset`` hook: the validation split as a DatasetDict (other metadata ignored)."""
+    import datasets  # here, not at import: esparse checks the files before loading (datasets costs ~2 s)
+
     data_dir = piqa_data_dir or os.environ.get(ENV_VAR) or DEFAULT_DIR
     return datasets.DatasetDict(
         {split: datasets.Dataset.from_list(read_split(data_dir, stem)) for split, stem in SPLITS.items()}

@@ -1,0 +1,43 @@
+"""No existing config changes its hash: later keys are hash-neutral while they hold their default.
+
+``data/config_hashes.json`` holds the hash of every config group option and preset as composed
+before the hash-neutral keys (``data.<corpus>.split_percent``, ``eval.zeroshot.data_dir: null``)
+were added; every committed reference record's config must keep the hash it had.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import ROOT, compose_cfg
+
+from esparse.config import normalize
+from esparse.tracking import config_hash
+
+EXPECTED = json.loads((Path(__file__).parent / "data" / "config_hashes.json").read_text())
+
+
+@pytest.mark.parametrize("overrides", sorted(EXPECTED))
+def test_composed_config_keeps_its_hash(overrides):
+    cfg = normalize(compose_cfg([] if overrides == "(default)" else overrides.split()))
+    cfg["device"] = "cpu"
+    assert config_hash(cfg) == EXPECTED[overrides]
+
+
+def test_reference_record_configs_keep_their_hash():
+    """The hash of each committed record's stored config, as the code before these keys gave it
+    (two records' stored configs were rewritten after hashing, so their file name is not the key)."""
+    expected = json.loads((Path(__file__).parent / "data" / "record_config_hashes.json").read_text())
+    paths = sorted((ROOT / "results" / "reference" / "runs").glob("*.json"))
+    assert {p.stem for p in paths} == set(expected)
+    for p in paths:
+        assert config_hash(json.loads(p.read_text())["config"]) == expected[p.stem], p.name
+
+
+def test_new_keys_change_the_hash_only_when_set():
+    base = normalize(compose_cfg(["data.wikitext2.path=/x.txt"]))
+    split = normalize(compose_cfg(["data.wikitext2.path=/x.txt", "data.wikitext2.split_percent=20"]))
+    piqa = normalize(compose_cfg(["eval.zeroshot.data_dir=/elsewhere"]))
+    assert len({config_hash(base), config_hash(split), config_hash(piqa)}) == 3
