@@ -25,11 +25,13 @@ def make_tokenizer():
     )
 
 
-def tiny_llama(seed: int = 0, vocab: int = 128):
+def tiny_llama(seed: int = 0, vocab: int = 128, **config):
+    """A 2-block random LLaMA (tests only: random weights exercise code paths, never a number);
+    ``config`` overrides LlamaConfig fields."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
+    fields = dict(
         vocab_size=vocab,
         hidden_size=32,
         intermediate_size=64,
@@ -39,7 +41,7 @@ def tiny_llama(seed: int = 0, vocab: int = 128):
         max_position_embeddings=256,
         tie_word_embeddings=True,
     )
-    return LlamaForCausalLM(cfg).eval()
+    return LlamaForCausalLM(LlamaConfig(**{**fields, **config})).eval()
 
 
 def tiny_opt(seed: int = 0, vocab: int = 128):

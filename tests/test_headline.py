@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import WORDS, make_tokenizer
+from conftest import WORDS, make_tokenizer, tiny_llama
 from helpers import ROOT
 
 HUB_IDS = {"llama7b": "huggyllama/llama-7b", "llama13b": "huggyllama/llama-13b"}
@@ -26,24 +26,13 @@ HUB_IDS = {"llama7b": "huggyllama/llama-7b", "llama13b": "huggyllama/llama-13b"}
 
 def hub_cache(root: Path) -> Path:
     """``<root>/models--<org>--<name>/{refs/main, snapshots/<sha>/...}`` for every id in HUB_IDS."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     tok = make_tokenizer()
     for i, hf_id in enumerate(HUB_IDS.values()):
         sha = f"{i:040x}"
         repo = root / f"models--{hf_id.replace('/', '--')}"
         snap = repo / "snapshots" / sha
-        cfg = LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=2048,
-            tie_word_embeddings=False,
-        )
-        LlamaForCausalLM(cfg).save_pretrained(snap)
+        model = tiny_llama(i, len(tok), num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=False)
+        model.save_pretrained(snap)
         tok.save_pretrained(snap)
         (repo / "refs").mkdir(parents=True)
         (repo / "refs" / "main").write_text(sha)

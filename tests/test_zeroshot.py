@@ -49,15 +49,11 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from conftest import tiny_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+    return tiny_llama(
+        0,
+        len(tok),
         num_key_value_heads=4,
         max_position_embeddings=64,
         tie_word_embeddings=False,
@@ -65,7 +61,6 @@ def model(tok):
         eos_token_id=tok.eos_token_id,
         bos_token_id=None,
     )
-    return LlamaForCausalLM(cfg).eval()
 
 
 @pytest.fixture(scope="module")
