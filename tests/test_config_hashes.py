@@ -2,7 +2,9 @@
 
 ``data/config_hashes.json`` holds the hash of every config group option and preset as composed
 before the hash-neutral keys (``data.<corpus>.split_percent``, ``eval.zeroshot.data_dir: null``)
-were added; every committed reference record's config must keep the hash it had.
+were added; every committed reference record's config must keep the hash it had. The two Gemma
+configs changed on purpose when its GGUF became the one joined from the chunk packages (its file
+name and sha256 are part of the model config); no record of them existed.
 """
 
 from __future__ import annotations
@@ -27,13 +29,16 @@ def test_composed_config_keeps_its_hash(overrides):
 
 
 def test_reference_record_configs_keep_their_hash():
-    """The hash of each committed record's stored config, as the code before these keys gave it
-    (two records' stored configs were rewritten after hashing, so their file name is not the key)."""
+    """A record made under the lock is named by the hash of its stored config. The older ones keep
+    the hash the code before the hash-neutral keys gave them (two of those stored configs were
+    rewritten after hashing, so their file name is not the key)."""
     expected = json.loads((Path(__file__).parent / "data" / "record_config_hashes.json").read_text())
-    paths = sorted((ROOT / "results" / "reference" / "runs").glob("*.json"))
-    assert {p.stem for p in paths} == set(expected)
-    for p in paths:
-        assert config_hash(json.loads(p.read_text())["config"]) == expected[p.stem], p.name
+    for p in sorted((ROOT / "results" / "reference" / "runs").glob("*.json")):
+        rec = json.loads(p.read_text())
+        if (rec["env"].get("lock") or {}).get("sha256"):
+            assert config_hash(rec["config"]) == p.stem, p.name
+        else:
+            assert config_hash(rec["config"]) == expected[p.stem], p.name
 
 
 def test_new_keys_change_the_hash_only_when_set():

