@@ -51,10 +51,10 @@ figures: install ## observation figures -> results/figures/
 # reference configs make verify re-runs, one run's overrides per quoted string ("" = the default run)
 VERIFY_CI = "+experiment=ci_reference"
 VERIFY ?= $(VERIFY_CI) ""
-verify: install ## re-run reference configs (VERIFY=..., default: ci_reference + the default run, ~7 min) and fail on drift
+verify: install ## re-run reference configs (VERIFY=..., default: ci_reference + the default run, ~4.5 min) and fail on drift
 	bash scripts/verify.sh $(VERIFY)
 
-verify-ci: install ## re-run the reduced-size CI reference (~1.5 min) and fail on drift; CI runs it
+verify-ci: install ## re-run the reduced-size CI reference (~1 min) and fail on drift; CI runs it
 	bash scripts/verify.sh $(VERIFY_CI)
 
 LOCAL_PRESETS ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*_local.yaml))))
