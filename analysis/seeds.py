@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 ALPHA = 0.05
 
 
+def _mean(values: Mapping[int, float]) -> float:
+    return sum(values.values()) / len(values) if values else math.nan
+
+
 @dataclass(frozen=True)
 class Summary:
     """One cell: the value of every seed that ran."""
@@ -32,7 +36,7 @@ class Summary:
 
     @property
     def mean(self) -> float:
-        return sum(self.values.values()) / self.n if self.n else math.nan
+        return _mean(self.values)
 
     @property
     def std(self) -> float:
@@ -67,7 +71,7 @@ class Paired:
 
     @property
     def mean(self) -> float:
-        return sum(self.diffs.values()) / self.n if self.n else math.nan
+        return _mean(self.diffs)
 
     @property
     def significant(self) -> bool:
