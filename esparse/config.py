@@ -50,7 +50,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` listing every invalid value in a resolved, normalized config."""
     from esparse import permutation, scores
     from esparse.data import CORPORA
-    from esparse.masks import Pattern
+    from esparse.masks import Pattern, TieBreak
 
     problems: list[str] = []
     model = cfg.get("model") or {}
@@ -71,6 +71,10 @@ def validate(cfg: Mapping[str, Any]) -> None:
         pattern.validate()
     except (ValueError, TypeError, KeyError) as e:
         problems.append(f"pattern ({pat_cfg.get('name')!r}): {e}")
+    try:
+        TieBreak.from_cfg(pat_cfg)
+    except (ValueError, TypeError) as e:
+        problems.append(f"pattern.tie_break/tie_seed ({pat_cfg.get('tie_break')!r}, {pat_cfg.get('tie_seed')!r}): {e}")
     dense = pattern is not None and pattern.kind == "dense"
 
     if not dense:

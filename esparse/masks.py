@@ -3,13 +3,17 @@
 Convention (DESIGN.md §4): ``n:m`` means **n of every m consecutive input-channel weights are zero** in
 each output row, so 1:4 is 25 % sparse and 3:4 is 75 %. Masks are boolean with True = keep.
 
-Ties are broken deterministically: among equal scores the lower column (flat) index is pruned first.
-A stable ascending sort gives exactly that, so results never depend on the sort backend.
+Exact score ties are common (dequantised 4-bit weights) and which of two tied weights is pruned moves
+a 2:4 perplexity by several percent, so the rule is a knob (:class:`TieBreak`, ``pattern.tie_break``):
+``low_index`` (default: among equal scores the lower column (flat) index is pruned first),
+``high_index`` (the higher first) or ``random`` (seeded, independent per row). Each is a stable sort,
+so results never depend on the sort backend; without ties all three give the same mask.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +21,8 @@ import torch
 
 __all__ = [
     "Pattern",
+    "TieBreak",
+    "TIE_BREAKS",
     "LayerReport",
     "MaskReport",
     "nm_mask",
@@ -30,6 +36,7 @@ __all__ = [
 KINDS = ("nm", "unstructured", "dense")
 SCOPES = ("row", "layer")
 DEFAULT_UNSTRUCTURED_SPARSITY = 0.5
+TIE_BREAKS = ("low_index", "high_index", "random")
 
 
 def _is_int(v: object) -> bool:
@@ -136,6 +143,50 @@ class Pattern:
         }
 
 
+# ------------------------------------------------------------------------------------------ tie-break
+@dataclass(frozen=True)
+class TieBreak:
+    """Which of several exactly equal scores is pruned first. ``seed`` matters only for ``random``;
+    :meth:`derive` gives each layer (and each SparseGPT column group) its own stream, so a result does
+    not depend on the order in which layers are visited."""
+
+    rule: str = "low_index"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rule not in TIE_BREAKS:
+            raise ValueError(f"unknown tie_break {self.rule!r}; expected one of {TIE_BREAKS}")
+        if not _is_int(self.seed):
+            raise ValueError(f"tie_seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_cfg(cls, pattern_cfg: Mapping) -> TieBreak:
+        """From the ``pattern`` config group (``tie_break``, ``tie_seed``; absent = the default rule)."""
+        return cls(str(pattern_cfg.get("tie_break") or "low_index"), int(pattern_cfg.get("tie_seed") or 0))
+
+    def derive(self, *keys: object) -> TieBreak:
+        """The same rule with a seed mixed from ``keys`` (a layer name, a column offset)."""
+        if self.rule != "random":
+            return self
+        return TieBreak(self.rule, zlib.crc32(repr((self.seed, *keys)).encode()))
+
+    def ascending(self, score: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Indices that sort ``score`` ascending along ``dim``, exact ties ordered by the rule."""
+        if self.rule == "low_index":
+            return torch.sort(score, dim=dim, stable=True).indices
+        size = score.shape[dim]
+        if self.rule == "high_index":
+            flipped = torch.sort(score.flip(dim), dim=dim, stable=True).indices
+            return size - 1 - flipped
+        gen = torch.Generator().manual_seed(self.seed)
+        shuffle = torch.rand(score.shape, generator=gen).argsort(dim=dim).to(score.device)
+        order = torch.sort(score.gather(dim, shuffle), dim=dim, stable=True).indices
+        return shuffle.gather(dim, order)
+
+
+LOW_INDEX = TieBreak()
+
+
 # ---------------------------------------------------------------------------------------------- masks
 def count_to_prune(sparsity: float, total: int) -> int:
     """floor(sparsity · total), robust to binary representation (0.29 · 100 -> 29, not 28)."""
@@ -150,44 +201,46 @@ def _check_score(score: torch.Tensor) -> None:
         raise ValueError("score contains NaN; cannot rank weights")
 
 
-def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:
+def nm_mask(score: torch.Tensor, n: int, m: int, tie: TieBreak = LOW_INDEX) -> torch.Tensor:
     """Keep-mask pruning the n lowest scores of each m consecutive inputs in every row."""
     _check_score(score)
     Pattern("nm", n, m).validate(in_features=score.shape[1])
     rows, cols = score.shape
     groups = score.reshape(rows, cols // m, m)
-    order = torch.sort(groups, dim=-1, stable=True).indices  # ascending; ties: lower index first
+    order = tie.ascending(groups, dim=-1)
     keep = torch.ones_like(groups, dtype=torch.bool)
     keep.scatter_(-1, order[..., :n], False)
     return keep.reshape(rows, cols)
 
 
-def prune_lowest_mask(score: torch.Tensor, k: int, scope: str = "row") -> torch.Tensor:
+def prune_lowest_mask(score: torch.Tensor, k: int, scope: str = "row", tie: TieBreak = LOW_INDEX) -> torch.Tensor:
     """Keep-mask pruning exactly the k lowest scores of each row (scope="row") or of the whole matrix
     (scope="layer"); shared by ``unstructured_mask`` and SparseGPT's per-block selection."""
     if scope == "row":
-        order = torch.sort(score, dim=1, stable=True).indices
+        order = tie.ascending(score, dim=1)
         keep = torch.ones_like(score, dtype=torch.bool)
         keep.scatter_(1, order[:, :k], False)
         return keep
     if scope != "layer":
         raise ValueError(f"unknown pattern scope {scope!r}; expected one of {SCOPES}")
     flat = score.reshape(-1)
-    order = torch.sort(flat, stable=True).indices
+    order = tie.ascending(flat, dim=0)
     keep = torch.ones_like(flat, dtype=torch.bool)
     keep[order[:k]] = False
     return keep.reshape(score.shape)
 
 
-def unstructured_mask(score: torch.Tensor, sparsity: float, scope: str = "row") -> torch.Tensor:
+def unstructured_mask(
+    score: torch.Tensor, sparsity: float, scope: str = "row", tie: TieBreak = LOW_INDEX
+) -> torch.Tensor:
     """Keep-mask pruning floor(sparsity·c) per row (Wanda) or floor(sparsity·numel) per layer (RIA)."""
     _check_score(score)
     Pattern("unstructured", sparsity=float(sparsity), scope=scope).validate()
     total = score.shape[1] if scope == "row" else score.numel()
-    return prune_lowest_mask(score, count_to_prune(sparsity, total), scope)
+    return prune_lowest_mask(score, count_to_prune(sparsity, total), scope, tie)
 
 
-def make_mask(score: torch.Tensor, pattern: Pattern | str | Mapping) -> torch.Tensor:
+def make_mask(score: torch.Tensor, pattern: Pattern | str | Mapping, tie: TieBreak = LOW_INDEX) -> torch.Tensor:
     """Dispatch on the pattern kind; dense keeps everything."""
     p = Pattern.parse(pattern)
     _check_score(score)
@@ -195,8 +248,8 @@ def make_mask(score: torch.Tensor, pattern: Pattern | str | Mapping) -> torch.Te
     if p.kind == "dense":
         return torch.ones_like(score, dtype=torch.bool)
     if p.kind == "nm":
-        return nm_mask(score, p.n, p.m)
-    return unstructured_mask(score, p.sparsity, p.scope)
+        return nm_mask(score, p.n, p.m, tie)
+    return unstructured_mask(score, p.sparsity, p.scope, tie)
 
 
 # -------------------------------------------------------------------------------------------- checker

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from esparse import permutation as permutations
 from esparse import scores
-from esparse.masks import Pattern, make_mask
+from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
 from esparse.sparsegpt import sparsegpt_prune
@@ -34,6 +34,7 @@ class PruneSpec:
 
     metric: str
     pattern: Pattern
+    tie: TieBreak = TieBreak()
     metric_kwargs: Mapping[str, Any] = field(default_factory=dict)
     reconstruct: bool = False
     shuffle: str = "none"
@@ -61,6 +62,7 @@ class PruneSpec:
         return cls(
             metric=name,
             pattern=Pattern.parse(dict(cfg["pattern"])),
+            tie=TieBreak.from_cfg(cfg["pattern"]),
             metric_kwargs={k: v for k, v in metric.items() if v is not None},
             reconstruct=reconstruct,
             shuffle=shuffle.pop("name"),
@@ -257,13 +259,16 @@ def _prune_group(
         w = lin.weight.data
         if perm is not None:
             w, score = w[:, perm], score[:, perm]
+        tie = spec.tie.derive(f"{prefix}.{path}")
         hessian = None
         if spec.uses_obs:
             hessian = stats.hessian if perm is None else stats.hessian[perm][:, perm]
         if spec.metric == "sparsegpt":
-            new_w, mask = sparsegpt_prune(w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp)
+            new_w, mask = sparsegpt_prune(
+                w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp, tie=tie
+            )
         else:
-            mask = make_mask(score, pattern)
+            mask = make_mask(score, pattern, tie)
             if spec.reconstruct:
                 new_w, mask = sparsegpt_prune(
                     w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp, mask=mask

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import torch
 
-from esparse.masks import Pattern, count_to_prune, nm_mask, prune_lowest_mask
+from esparse.masks import LOW_INDEX, Pattern, TieBreak, count_to_prune, nm_mask, prune_lowest_mask
 
 __all__ = ["sparsegpt_prune", "inverse_hessian_factor"]
 
@@ -65,13 +65,15 @@ def sparsegpt_prune(
     blocksize: int = 128,
     percdamp: float = 0.01,
     mask: torch.Tensor | None = None,
+    tie: TieBreak = LOW_INDEX,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` (out × in) to ``pattern`` with OBS updates; return (new weight, keep-mask).
 
     ``mask`` (keep = True) fixes the pattern from another score and only reconstructs the kept weights.
     For unstructured patterns each block prunes its share of the target so the totals are exact:
     ``scope="row"`` gives every row floor(s·c) zeros (comparable with Wanda), ``scope="layer"`` selects
-    over all rows of the block as the reference implementation does.
+    over all rows of the block as the reference implementation does. ``tie`` orders exactly equal
+    saliencies (each column block draws its own stream under ``random``).
     """
     p = Pattern.parse(pattern)
     if weight.dim() != 2:
@@ -110,12 +112,12 @@ def sparsegpt_prune(
         if select and p.kind == "unstructured":
             total = (i2, i1) if p.scope == "row" else (rows * i2, rows * i1)
             k = count_to_prune(p.sparsity, total[0]) - count_to_prune(p.sparsity, total[1])
-            keep[:, i1:i2] = prune_lowest_mask(w1.square() / d.square(), k, p.scope)
+            keep[:, i1:i2] = prune_lowest_mask(w1.square() / d.square(), k, p.scope, tie.derive(i1))
         for i in range(i2 - i1):
             col = i1 + i
             if select and p.kind == "nm" and col % p.m == 0:
                 sal = w1[:, i : i + p.m].square() / d[i : i + p.m].square()
-                keep[:, col : col + p.m] = nm_mask(sal, p.n, p.m)
+                keep[:, col : col + p.m] = nm_mask(sal, p.n, p.m, tie.derive(col))
             wi = w1[:, i]
             qi = torch.where(keep[:, col], wi, torch.zeros_like(wi))
             q1[:, i] = qi

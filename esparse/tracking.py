@@ -42,6 +42,9 @@ LEGACY_PIQA_DATA_DIR = "../shared/data/piqa"
 #: per-corpus keys added later; left out of the hash while they hold their default (None), so every
 #: config that does not use them keeps its hash
 HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
+#: the tie-break knob came later: its default rule (what every earlier record used) and the seed of a
+#: rule that ignores it stay out of the hash
+DEFAULT_TIE_BREAK = "low_index"
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,6 +65,13 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
             else d
             for name, d in view["data"].items()
         }
+    if isinstance(view.get("pattern"), Mapping):
+        pat = dict(view["pattern"])
+        if pat.get("tie_break", DEFAULT_TIE_BREAK) != "random":
+            pat.pop("tie_seed", None)
+        if pat.get("tie_break") == DEFAULT_TIE_BREAK:
+            pat.pop("tie_break")
+        view["pattern"] = pat
     return view
 
 

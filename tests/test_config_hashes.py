@@ -46,3 +46,16 @@ def test_new_keys_change_the_hash_only_when_set():
     split = normalize(compose_cfg(["data.wikitext2.path=/x.txt", "data.wikitext2.split_percent=20"]))
     piqa = normalize(compose_cfg(["eval.zeroshot.data_dir=/elsewhere"]))
     assert len({config_hash(base), config_hash(split), config_hash(piqa)}) == 3
+
+
+def test_tie_break_is_hashed_only_off_its_default():
+    """The default rule and the seed of a rule that ignores it leave the hash as before the knob."""
+
+    def h(*overrides: str) -> str:
+        return config_hash(normalize(compose_cfg(list(overrides))))
+
+    assert h() == h("pattern.tie_break=low_index", "pattern.tie_seed=7")
+    assert h("pattern.tie_break=high_index") == h("pattern.tie_break=high_index", "pattern.tie_seed=3")
+    hashes = {h(), h("pattern.tie_break=high_index"), h("pattern.tie_break=random")}
+    hashes.add(h("pattern.tie_break=random", "pattern.tie_seed=1"))
+    assert len(hashes) == 4
