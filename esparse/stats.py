@@ -11,7 +11,7 @@ ranges; pass 2 fills a ``channels × bins`` histogram; a second ``finalize()`` t
 The sequential pruning loop keeps the block's inputs anyway, so replaying them is cheap and exact,
 whereas a one-pass adaptive histogram would only approximate the paper's binning.
 
-Conventions (docs/method.md §1, the papers' reference code):
+Conventions (docs/method.md §2, the papers' reference code):
 - a 2-D ``x`` (tokens, c) is one calibration sample; a 3-D ``x`` (batch, tokens, c) is ``batch`` samples;
 - ``norm_j = sqrt(sum_tokens x_j² / nsamples)`` (Wanda's ``scaler_row``);
 - ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
