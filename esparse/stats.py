@@ -94,10 +94,7 @@ class ChannelStats:
         if not isinstance(first, torch.Tensor) or first.dim() == 0:
             raise TypeError(f"from_inputs() expects tensors, got {type(first).__name__}")
         stats = cls(int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device)
-        for x in batches:
-            stats.update(x)
-        stats.finalize()
-        if stats.needs_second_pass:
+        while not stats.finalized:  # pass 1, then (entropy only) the histogram replay
             for x in batches:
                 stats.update(x)
             stats.finalize()
