@@ -46,7 +46,7 @@ OUT_COLUMNS = ["row", "column", "paper", "ours", "diff", "ours_model", "device",
 OUR_COLUMNS = ("ours", "diff", "device", "config_hash")
 
 PAPER_CALIBRATION = "c4"  # both papers: 128 x 2048-token C4 samples
-LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus (DESIGN.md §0)
+LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus (docs/method.md §8.2)
 
 TITLES = {
     "esparse_t1": "E-Sparse Table 1 — WikiText-2 perplexity, LLaMA × method × 2:4 / 4:8",

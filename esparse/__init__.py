@@ -1,6 +1,6 @@
 """esparse: N:M semi-structured pruning of LLMs (E-Sparse, RIA, Wanda, SparseGPT, magnitude).
 
-Public API (DESIGN.md §10): ``load_model(cfg)``, ``prune(model, tokenizer, cfg)``, and the
+Public API (docs/INTERFACES.md, "Public interface"): ``load_model(cfg)``, ``prune(model, tokenizer, cfg)``, and the
 modules ``stats``, ``scores``, ``masks``, ``permutation``.
 """
 

@@ -1,6 +1,6 @@
 """Sparsity patterns, keep-masks from scores, and a checker for pruned weights.
 
-Convention (DESIGN.md §4): ``n:m`` means **n of every m consecutive input-channel weights are zero** in
+Convention (docs/method.md §4.1): ``n:m`` means **n of every m consecutive input-channel weights are zero** in
 each output row, so 1:4 is 25 % sparse and 3:4 is 75 %. Masks are boolean with True = keep.
 
 Exact score ties are common (dequantised 4-bit weights) and which of two tied weights is pruned moves

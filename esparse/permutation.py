@@ -1,4 +1,4 @@
-"""Input-channel permutations for N:M sparsity (DESIGN.md §5; RIA §4 and app. F; E-Sparse §3.3).
+"""Input-channel permutations for N:M sparsity (docs/method.md §5; RIA §4 and app. F; E-Sparse §3.3).
 
 N:M zeroes n of every m consecutive input columns in each row, so *which* columns share a group decides
 what survives. A permutation ``perm`` reorders the columns (the permuted score is ``score[:, perm]``);

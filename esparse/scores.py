@@ -3,7 +3,7 @@
 Every score is a pure function ``score(weight, stats, **kw) -> Tensor`` (float32, same shape and device
 as ``weight``, out × in). ``stats`` is anything with the attributes named in the function's ``.needs``
 (``norm`` and ``entropy`` of shape (in,), ``hessian`` of shape (in, in)), normally a finalized
-:class:`esparse.stats.ChannelStats`. Formulas: DESIGN.md §3.
+:class:`esparse.stats.ChannelStats`. Formulas: docs/method.md §3.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def esparse(weight: torch.Tensor, stats: Any, alpha: float | str = 70.0, form: s
     """|W_ij| · (α·H_j + ‖X_j‖₂) (``alpha_entropy``) or |W_ij| · (H_j + α·‖X_j‖₂) (``alpha_norm``).
 
     The paper's α = 70 "keeps entropy and norm at the same magnitude"; entropy ≤ ln 100 ≈ 4.6 while
-    norms reach hundreds, so the default scales the entropy (DESIGN.md §3 reconstruction note).
+    norms reach hundreds, so the default scales the entropy (docs/method.md §3.2).
     That balance depends on the norm scale (which grows with sqrt(seqlen) under Wanda's convention,
     and differs per model and layer), so ``alpha="auto"`` applies the paper's stated intent per
     layer: α = mean‖X‖/mean H (alpha_entropy) or mean H/mean‖X‖ (alpha_norm), making both terms

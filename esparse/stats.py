@@ -7,10 +7,11 @@ for), whatever the number of tokens.
 Entropy needs each channel's own [min, max] before it can bin, so it takes **two passes** over the same
 inputs: pass 1 accumulates sums of squares, min/max (and the Hessian); ``finalize()`` freezes the
 ranges; pass 2 fills a ``channels × bins`` histogram; a second ``finalize()`` turns it into entropy.
+:meth:`ChannelStats.from_inputs` runs the whole protocol for inputs held in memory.
 The sequential pruning loop keeps the block's inputs anyway, so replaying them is cheap and exact,
 whereas a one-pass adaptive histogram would only approximate the paper's binning.
 
-Conventions (DESIGN.md §3, the papers' reference code):
+Conventions (docs/method.md §2, the papers' reference code):
 - a 2-D ``x`` (tokens, c) is one calibration sample; a 3-D ``x`` (batch, tokens, c) is ``batch`` samples;
 - ``norm_j = sqrt(sum_tokens x_j² / nsamples)`` (Wanda's ``scaler_row``);
 - ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
@@ -20,6 +21,8 @@ Sums are accumulated in float64 so results hardly depend on how the tokens were 
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 
@@ -36,7 +39,8 @@ class ChannelStats:
 
     Protocol: ``update(x)`` for every sample, ``finalize()``; if ``needs_second_pass``, ``update(x)``
     again for the same samples and ``finalize()`` once more. ``norm``/``hessian``/``min``/``max`` are
-    readable after the first ``finalize()``, ``entropy`` after the last one.
+    readable after the first ``finalize()``, ``entropy`` after the last one. With the inputs in
+    memory, ``ChannelStats.from_inputs(xs)`` does all of it.
     """
 
     def __init__(
@@ -66,6 +70,35 @@ class ChannelStats:
         self._hess: torch.Tensor | None = None
         self._hist: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
+
+    @classmethod
+    def from_inputs(
+        cls,
+        xs: Iterable[torch.Tensor] | torch.Tensor,
+        bins: int = 100,
+        entropy: bool = True,
+        hessian: bool = False,
+        device: torch.device | str | None = None,
+    ) -> ChannelStats:
+        """Finalized statistics of calibration inputs held in memory, both passes in one call.
+
+        ``xs`` is a list (or any iterable, read once and kept) of batches, each 2-D ``tokens × c``
+        (one sample) or 3-D ``batch × tokens × c``; a single tensor is one batch. ``in_features`` is
+        the batches' last dimension. The result equals ``update`` over ``xs``, ``finalize()``, and,
+        when the entropy is tracked, ``update`` over ``xs`` again and ``finalize()``.
+        """
+        batches = [xs] if isinstance(xs, torch.Tensor) else list(xs)
+        if not batches:
+            raise ValueError("from_inputs() needs at least one batch of calibration inputs")
+        first = batches[0]
+        if not isinstance(first, torch.Tensor) or first.dim() == 0:
+            raise TypeError(f"from_inputs() expects tensors, got {type(first).__name__}")
+        stats = cls(int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device)
+        while not stats.finalized:  # pass 1, then (entropy only) the histogram replay
+            for x in batches:
+                stats.update(x)
+            stats.finalize()
+        return stats
 
     # ------------------------------------------------------------------ accumulation
     def update(self, x: torch.Tensor) -> None:
@@ -214,7 +247,8 @@ class ChannelStats:
         if self._phase != _DONE:
             raise RuntimeError(
                 "ChannelStats.entropy is not available yet: call finalize(), replay the inputs "
-                "through update() (needs_second_pass), then finalize() again"
+                "through update() (needs_second_pass), then finalize() again, or build the stats "
+                "in one call with ChannelStats.from_inputs(xs)"
             )
         return self._entropy.to(torch.float32)
 

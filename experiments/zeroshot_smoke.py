@@ -1,6 +1,6 @@
 """Dense SmolLM2-135M on the local PIQA task through esparse's zero-shot stage.
 
-Sanity anchor for issue 5: acc should be near 0.65 (seen 0.650 on the first 300 items with a plain
+Sanity anchor for the zero-shot stage: acc should be near 0.65 (seen 0.650 on the first 300 items with a plain
 log-likelihood scorer). Usage:
     .venv/bin/python experiments/zeroshot_smoke.py --limits 300 0     # 0 = all 1,838 items
 Writes results/zeroshot_dense_smollm2.json (one entry per limit; a rerun replaces that limit's entry).

@@ -1,4 +1,4 @@
-"""Scores against values derived by hand from the formulas of DESIGN.md §3."""
+"""Scores against values derived by hand from the formulas of docs/method.md §3."""
 
 from __future__ import annotations
 

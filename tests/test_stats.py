@@ -146,3 +146,32 @@ def test_errors():
         ChannelStats(0)
     with pytest.raises(ValueError, match="bins"):
         ChannelStats(4, bins=0)
+
+
+def test_from_inputs_equals_the_two_pass_protocol():
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(2, 40, 6, generator=g) * torch.linspace(0.2, 5.0, 6), torch.randn(40, 6, generator=g)]
+    ref = _run(ChannelStats(6, bins=50, hessian=True), xs)
+    for source in (xs, iter(xs), (x for x in xs)):  # a list, or an iterator read once
+        got = ChannelStats.from_inputs(source, bins=50, hessian=True)
+        assert got.finalized and not got.needs_second_pass
+        assert (got.in_features, got.bins, got.nsamples, got.ntokens) == (6, 50, 3, 120)
+        for attr in ("norm", "min", "max", "entropy", "histogram", "hessian"):
+            assert torch.equal(getattr(got, attr), getattr(ref, attr)), attr
+
+
+def test_from_inputs_single_tensor_and_options():
+    x = torch.randn(3, 16, 4, generator=torch.Generator().manual_seed(4))
+    one = ChannelStats.from_inputs(x)  # one batch of 3 samples
+    ref = _run(ChannelStats(4), [x])
+    assert one.nsamples == 3 and torch.equal(one.entropy, ref.entropy) and torch.equal(one.norm, ref.norm)
+    plain = ChannelStats.from_inputs([x[0], x[1]], entropy=False)  # no entropy: one pass is enough
+    assert plain.finalized and plain.ntokens == 32
+    with pytest.raises(RuntimeError, match="entropy=False"):
+        _ = plain.entropy
+    with pytest.raises(ValueError, match="at least one batch"):
+        ChannelStats.from_inputs([])
+    with pytest.raises(TypeError, match="tensors"):
+        ChannelStats.from_inputs([[1.0, 2.0]])
+    with pytest.raises(ValueError, match="width 3"):
+        ChannelStats.from_inputs([torch.zeros(2, 4), torch.zeros(2, 3)])
