@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
 
 DEFAULT_MODEL = "smollm2_135m"
@@ -348,7 +349,7 @@ def permutation_retained(inp: Inputs):
     bench_rows = []
     for case in (inp.permutation_bench or {}).get("results", []) or []:
         for r in case.get("rows", []) or []:
-            secs, _ = rec_io.bench_wall_seconds(r)
+            secs, _ = benches.bench_wall_seconds(r)
             if r.get("retained_over_bound") is not None and secs is not None:
                 label = r.get("label") or r.get("method")
                 bench_rows.append({"case": f"{case.get('case', '?')} {case.get('n', '?')}:{case.get('m', '?')}",

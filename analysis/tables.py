@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from analysis import benches, seeds
 from analysis import records as rec_io
-from analysis import seeds
 from analysis.records import is_missing, pattern_fields
 from analysis.reference import PAPERS, PaperCell, PaperTable, load_reference, model_rank, paper_models
 
@@ -442,7 +442,7 @@ def _permutation_table(
 ) -> pd.DataFrame:
     table = _ref(ref)[name]
     lines = []
-    rows = pd.DataFrame(columns=rec_io.BENCH_COLUMNS) if bench is None else bench
+    rows = pd.DataFrame(columns=benches.BENCH_COLUMNS) if bench is None else bench
     rows = rows[rows["seconds"].notna() & rows["shuffle"].notna()] if not rows.empty else rows
     if not rows.empty:
         rows = rows.assign(_t=pd.to_datetime(rows["finished_at"], utc=True, errors="coerce"))
@@ -519,7 +519,7 @@ def esparse_t5(records: pd.DataFrame, bench: pd.DataFrame | None = None, ref=Non
 
     ``bench`` rows default to the records' own ``bench/gemm/...`` metrics."""
     if bench is None:
-        bench = pd.DataFrame(rec_io.bench_rows_from_records(records), columns=list(rec_io.BENCH_COLUMNS))
+        bench = pd.DataFrame(benches.bench_rows_from_records(records), columns=list(benches.BENCH_COLUMNS))
     return _gemm_table("esparse_t5", bench, ref)
 
 
@@ -528,7 +528,7 @@ def esparse_t6(records: pd.DataFrame, bench: pd.DataFrame | None = None, ref=Non
 
     ``bench`` rows default to the records' own ``bench/memory/...`` metrics."""
     if bench is None:
-        bench = pd.DataFrame(rec_io.bench_rows_from_records(records), columns=list(rec_io.BENCH_COLUMNS))
+        bench = pd.DataFrame(benches.bench_rows_from_records(records), columns=list(benches.BENCH_COLUMNS))
     return _memory_table("esparse_t6", bench, ref)
 
 
@@ -555,7 +555,7 @@ def ria_t4(records: pd.DataFrame, bench: pd.DataFrame | None = None, ref=None) -
 def ria_t5(records: pd.DataFrame, bench: pd.DataFrame | None = None, ref=None) -> pd.DataFrame:
     """RIA T5: speedup per layer group (sum of dense ms / sum of sparse ms) per backend, context stage."""
     if bench is None:
-        bench = pd.DataFrame(rec_io.bench_rows_from_records(records), columns=list(rec_io.BENCH_COLUMNS))
+        bench = pd.DataFrame(benches.bench_rows_from_records(records), columns=list(benches.BENCH_COLUMNS))
     return _gemm_table("ria_t5", bench, ref)
 
 
@@ -687,7 +687,7 @@ def build_all(
     out.mkdir(parents=True, exist_ok=True)
     ref = load_reference()
     records, errors = rec_io.read_records(results_dir)
-    bench, warnings = rec_io.read_bench(results_dir, records)
+    bench, warnings = benches.read_bench(results_dir, records)
     drifted = _drift_marks(results_dir)
     built: dict[str, pd.DataFrame] = {}
     failed: dict[str, str] = {}

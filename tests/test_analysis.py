@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
+from analysis import benches, tables  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
-from analysis import tables  # noqa: E402
 from analysis.reference import load_reference, paper_value  # noqa: E402
 
 PATTERNS = {
@@ -222,11 +222,11 @@ def test_read_records_flattens_and_reports_bad_files(tmp_path):
 
 
 def test_stage_keys_and_model_names_of_the_bench():
-    assert rec_io.parse_stage("context_b4_s1024") == ("context", 4096.0)
-    assert rec_io.parse_stage("decode_b8") == ("decode", 8.0)
-    assert rec_io.normalize_model("opt-6.7b") == "opt6.7b"
-    assert rec_io.normalize_model("llama2-13b") == "llama2_13b"
-    assert rec_io.normalize_layer("down_proj") == "ffn2"
+    assert benches.parse_stage("context_b4_s1024") == ("context", 4096.0)
+    assert benches.parse_stage("decode_b8") == ("decode", 8.0)
+    assert benches.normalize_model("opt-6.7b") == "opt6.7b"
+    assert benches.normalize_model("llama2-13b") == "llama2_13b"
+    assert benches.normalize_layer("down_proj") == "ffn2"
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -353,7 +353,7 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     )
     (bench_dir / "odd.json").write_text(json.dumps({"what": "no rows here"}))
     records = rec_io.load_records(tmp_path)
-    bench, warnings = rec_io.read_bench(tmp_path, records)
+    bench, warnings = benches.read_bench(tmp_path, records)
     assert len(warnings) == 1 and "odd.json" in warnings[0]
 
     t6 = tables.esparse_t6(records, bench)
@@ -400,7 +400,7 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
         )
     )
     records = rec_io.load_records(tmp_path)
-    t11 = tables.ria_t11(records, rec_io.read_bench(tmp_path, records)[0])
+    t11 = tables.ria_t11(records, benches.read_bench(tmp_path, records)[0])
     c = cell(t11, "Channel Permutation", "4096 x 4096")
     assert (c["ours"], c["config_hash"]) == (3.0, "bench:perm.json") and c["diff"] == pytest.approx(3.0 - 6.2)
     assert cell(t11, "Greedy + 100 escapes", "4096 x 4096")["ours"] == 700.0
@@ -509,7 +509,7 @@ def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_pat
     }  # fmt: skip
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "permutation.json").write_text(json.dumps(doc))
-    rows, warnings = rec_io.read_bench_files(tmp_path)
+    rows, warnings = benches.read_bench_files(tmp_path)
     assert not warnings and len(rows) == 3
     assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time
     df = tables.ria_t11(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
