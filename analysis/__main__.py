@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
     if args.command == "runs":
-        df = tables.runs_overview(args.results)
+        from analysis import browser
+
+        df = browser.runs_overview(args.results)
         text = df.to_markdown(index=False, missingval="")
         print(text if not df.empty else "no finished records")
         if args.out:
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from analysis import tables
+    from analysis import browser
 
     where = {}
     for item in args.where:
@@ -114,8 +116,8 @@ def _grid(args: argparse.Namespace) -> int:
             return 2
         where[key] = val
     try:
-        grids = tables.runs_grid(args.results, args.rows, args.cols, args.by or None, args.value, where)
-    except tables.GridError as e:
+        grids = browser.runs_grid(args.results, args.rows, args.cols, args.by or None, args.value, where)
+    except browser.GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not grids:
@@ -132,7 +134,7 @@ def _grid(args: argparse.Namespace) -> int:
         cells = grid.map(lambda v: v.format(1) if v is not None else "")  # None: not run
         align = ("left",) + ("right",) * len(cells.columns)
         table = cells.to_markdown(disable_numparse=True, colalign=align)
-        claims = "\n".join(f"- {c}" for c in tables.grid_comparisons(grid) if "no claim" not in c)
+        claims = "\n".join(f"- {c}" for c in browser.grid_comparisons(grid) if "no claim" not in c)
         parts.append(f"### {title}\n\n{table}" + (f"\n\n{claims}" if claims else ""))
     text = "\n\n".join(parts) + "\n"
     print(text)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
-from analysis import benches, tables  # noqa: E402
+from analysis import benches, browser, tables  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
 from analysis.reference import load_reference, paper_value  # noqa: E402
 
@@ -485,11 +485,11 @@ def test_runs_overview_reads_runs_and_reference_and_keeps_newest(tmp_path):
     failed = make_record("r3", "smollm2_135m", metric="ria", status="failed", metrics={"ppl/bundled_wiki": 1.0})
     write(tmp_path / "reference", old, ria)
     write(tmp_path, new, failed)
-    df = tables.runs_overview(tmp_path)
+    df = browser.runs_overview(tmp_path)
     assert list(df["config_hash"]) == ["r2", "r1"]  # sorted by metric; the failed run is left out
     assert list(df["ppl/bundled_wiki"]) == [170.0, 180.0]  # the newer record of r1 wins
     assert df.loc[df["metric"] == "ria", "metric_a"].item() == 0.5
-    assert tables.runs_overview(tmp_path / "empty").empty
+    assert browser.runs_overview(tmp_path / "empty").empty
 
 
 def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_path):
@@ -527,18 +527,18 @@ def test_runs_grid_pivots_filters_where_applicable_and_refuses_disagreeing_cells
         make_record("w4", "m", metric="wanda", pattern="4:8", metrics={ppl: 92.0}),
     ]
     write(tmp_path, *recs)
-    with pytest.raises(tables.GridError, match=r"metric=esparse shuffle=none.*metric_alpha"):
-        tables.runs_grid(tmp_path)  # e0 and e7 share a cell and disagree: no silent pick
-    grids = tables.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
+    with pytest.raises(browser.GridError, match=r"metric=esparse shuffle=none.*metric_alpha"):
+        browser.runs_grid(tmp_path)  # e0 and e7 share a cell and disagree: no silent pick
+    grids = browser.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
     g = grids["2:4"]
     assert list(g.index) == ["wanda", "esparse"] and list(g.columns) == ["none", "esparse_global", "ria_cp_lsa"]
     assert g.loc["wanda", "ria_cp_lsa"].mean == 115.0 and g.loc["esparse", "esparse_global"].mean == 169.0
     assert g.loc["wanda", "ria_cp_lsa"].n == 1  # one seed: a value, no spread, no claim
     assert g.loc["wanda", "esparse_global"] is None  # not run stays empty
     assert grids["4:8"].loc["wanda", "none"].mean == 92.0
-    assert tables.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"].mean == 1246.0
-    with pytest.raises(tables.GridError, match="'bogus' is not a column"):
-        tables.runs_grid(tmp_path, value="bogus")
+    assert browser.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"].mean == 1246.0
+    with pytest.raises(browser.GridError, match="'bogus' is not a column"):
+        browser.runs_grid(tmp_path, value="bogus")
 
 
 def test_grid_cli_writes_markdown(tmp_path):
