@@ -52,13 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = parser.parse_args(argv)
 
-    from analysis import tables
-
     if args.command == "list":
-        from analysis import figures
+        from analysis import figures, paper_tables
 
-        for name in tables.TABLES:
-            print(f"table   {name:26s} {tables.TITLES.get(name, '')}")
+        for name, spec in paper_tables.TABLES.items():
+            print(f"table   {name:26s} {spec.title}")
         for name, fn in figures.FIGURES.items():
             print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
@@ -81,17 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.command == "figures":
         return _figures(args.results, args.out, names, start)
+    from analysis import render
+
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     try:
-        built = tables.build_all(args.results, out, names)
-    except tables.TableBuildError as e:
+        built = render.build_all(args.results, out, names)
+    except render.TableBuildError as e:
         print(f"error: {e} (the other tables and index.md were written)", file=sys.stderr)
         return 1
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cells = sum(len(df) for df in built.values())
-    missing = sum(tables.not_run_count(df) for df in built.values())
+    missing = sum(render.not_run_count(df) for df in built.values())
     print(
         f"wrote {len(built)} tables to {out} ({cells - missing} of {cells} cells filled, {missing} not run) "
         f"in {time.perf_counter() - start:.2f} s; index: {out / 'index.md'}"

@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
+from analysis.matching import NOT_RUN  # noqa: E402
 
 DEFAULT_MODEL = "smollm2_135m"
 DPI = 110
@@ -411,9 +412,9 @@ def permutation_retained(inp: Inputs):
 def esparse_ablation_bars(inp: Inputs):
     """E-Sparse ablation ("Fig. 4"): perplexity of norm → +entropy → +global → +local shuffle, the
     paper's LLaMA numbers beside ours (from the table builder, so the cells match the table)."""
-    from analysis import tables
+    from analysis import paper_tables
 
-    df = tables.esparse_ablation(inp.records)
+    df = paper_tables.get("esparse_ablation")(inp.records)
     steps = list(dict.fromkeys(df["row"]))
     x = np.arange(len(steps))
     fig, axes = plt.subplots(1, 2, figsize=(13.0, 4.8), squeeze=False)
@@ -429,7 +430,7 @@ def esparse_ablation_bars(inp: Inputs):
     ax.set_title("paper (E-Sparse Table 4, 2:4, LLaMA)", fontsize=10)
     ax.legend(fontsize=8)
     ax = axes[0][1]
-    ours = df[df["ours"] != tables.NOT_RUN]
+    ours = df[df["ours"] != NOT_RUN]
     if ours.empty:
         ax.text(0.5, 0.5, "ours: not run\n(python run.py -m +experiment=esparse_ablation_local)",
                 ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.3")  # fmt: skip

@@ -7,6 +7,7 @@ synthetic records these tests write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
-from analysis import benches, browser, tables  # noqa: E402
+from analysis import benches, browser, matching, paper_tables, render  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
 from analysis.reference import load_reference, paper_value  # noqa: E402
 
@@ -173,7 +174,7 @@ def test_ocr_corrections_are_the_cell_values():
 
 def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path):
     ref = load_reference()
-    assert set(tables.TABLES) <= set(ref)
+    assert set(paper_tables.TABLES) <= set(ref)
     assert not any(t.absent_from_text for t in ref.values())
     bad = {
         "tables": {
@@ -192,7 +193,7 @@ def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path)
     with pytest.raises(ValueError, match="short row"):
         load_reference(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="nope"):
-        tables.get("nope")
+        paper_tables.get("nope")
 
 
 # ---------------------------------------------------------------------------------- records
@@ -261,7 +262,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
                     finished="2025-06-01T00:00:00+00:00"),
     )  # fmt: skip
     recs = rec_io.load_records(tmp_path)
-    df = tables.esparse_t1(recs)
+    df = paper_tables.get("esparse_t1")(recs)
     assert len(df) == 36 + 9  # every paper cell + one local line per paper row
     c = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "llama7b")
     assert (c["paper"], c["ours"], c["config_hash"]) == (10.56, 9.5, "a2")
@@ -269,7 +270,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
     assert cell(df, "FP16", "LLaMA-7B", "llama7b")["diff"] == pytest.approx(0.02)
     for row, col in (("E-Sparse, 2:4", "LLaMA-13B"), ("Wanda, 2:4", "LLaMA-7B"), ("E-Sparse, 4:8", "LLaMA-7B")):
         c = cell(df, row, col, col.replace("LLaMA-", "llama").lower())
-        assert [c[k] for k in tables.OUR_COLUMNS] == ["not run"] * 4
+        assert [c[k] for k in matching.OUR_COLUMNS] == ["not run"] * 4
     local = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "smollm2_135m")
     assert (local["ours"], local["diff"], local["metric_key"], local["config_hash"]) == (
         180.0,
@@ -278,7 +279,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
         "s1",
     )
     assert (df[df["ours_model"] == "smollm2_135m"]["ours"] == "not run").sum() == 8
-    abl = tables.esparse_ablation(recs)
+    abl = paper_tables.get("esparse_ablation")(recs)
     assert cell(abl, "norm + entropy", "LLaMA-7B", "llama7b")["config_hash"] == "n1"
     assert cell(abl, "+ local block shuffle", "LLaMA-7B", "llama7b")["ours"] == 9.5
     assert "not run" not in df.to_csv()[: df.to_csv().index("\n")]  # header is plain
@@ -301,15 +302,15 @@ def test_ria_tables_key_on_shuffle_a_reconstruct_and_calibration(tmp_path):
         ),
     )
     recs = rec_io.load_records(tmp_path)
-    t4 = tables.ria_t4(recs)
+    t4 = paper_tables.get("ria_t4")(recs)
     assert cell(t4, "LLaMA2-13b Wanda", "2:4+CP w/o LSA", "llama2_13b")["ours"] == 8.9
     assert cell(t4, "LLaMA2-13b Wanda", "2:4+CP", "llama2_13b")["ours"] == "not run"
     c = cell(t4, "LLaMA2-13b RIA (Ours)", "2:4+CP", "llama2_13b")
     assert (c["ours"], c["config_hash"]) == (7.7, "lsa") and c["diff"] == pytest.approx(7.7 - 7.77)
-    t2 = tables.ria_t2(recs)
+    t2 = paper_tables.get("ria_t2")(recs)
     assert cell(t2, "RIA (a = 1.0)", "LLaMA-13B", "llama13b")["ours"] == 6.2
     assert cell(t2, "RIA (a = 0.5)", "LLaMA-13B", "llama13b")["ours"] == "not run"
-    t8 = tables.ria_t8(recs)
+    t8 = paper_tables.get("ria_t8")(recs)
     assert cell(t8, "Wanda+rec", "c4 / calib wikitext2", "llama2_13b")["ours"] == 8.6
     assert cell(t8, "Wanda", "c4 / calib wikitext2", "llama2_13b")["ours"] == "not run"
     assert cell(t8, "Wanda+rec", "c4 / calib c4", "llama2_13b")["ours"] == "not run"
@@ -328,7 +329,7 @@ def test_zero_shot_is_percent_and_the_average_needs_every_task(tmp_path):
         ),
         make_record("part", "llama2_70b", metric="wanda", metrics={"zeroshot/boolq/acc": 0.75}),
     )
-    t6 = tables.ria_t6(rec_io.load_records(tmp_path))
+    t6 = paper_tables.get("ria_t6")(rec_io.load_records(tmp_path))
     assert cell(t6, "RIA (2:4+CP)", "Hellaswag")["ours"] == pytest.approx(60.0)
     assert cell(t6, "RIA (2:4+CP)", "AVG")["ours"] == pytest.approx(60.0)  # (60+80+50+40+70)/5
     assert cell(t6, "RIA (2:4+CP)", "AVG")["diff"] == pytest.approx(60.0 - 62.16)
@@ -356,20 +357,20 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     bench, warnings = benches.read_bench(tmp_path, records)
     assert len(warnings) == 1 and "odd.json" in warnings[0]
 
-    t6 = tables.esparse_t6(records, bench)
+    t6 = paper_tables.get("esparse_t6")(records, bench)
     assert cell(t6, "LLaMA-7B", "Dense (FP16) GB")["ours"] == pytest.approx(13.0)
     assert cell(t6, "LLaMA-7B", "Memory Saving (%)")["ours"] == pytest.approx(100 * (1 - 7.5 / 13.0))
     assert cell(t6, "LLaMA-7B", "Sparse (FP16) GB")["config_hash"] == "m1"
     assert cell(t6, "LLaMA-13B", "Dense (FP16) GB")["ours"] == "not run"
 
-    t5 = tables.esparse_t5(records, bench)  # the record (tokens 4096, newest) wins for Q/K/V
+    t5 = paper_tables.get("esparse_t5")(records, bench)  # the record (tokens 4096, newest) wins for Q/K/V
     c = cell(t5, "Context-stage Q/K/V", "Latency Reduction (%)")
     assert (c["ours"], c["config_hash"]) == (pytest.approx(25.0), "m1")  # 1 - 6/8
     assert "tokens=4096" in c["metric_key"]
     assert cell(t5, "Context-stage FFN-1", "Dense GEMM (ms)")["ours"] == 4.0  # only the file has FFN-1
     assert cell(t5, "Decoder Q/K/V", "Dense GEMM (ms)")["ours"] == "not run"
 
-    r5 = tables.ria_t5(records, bench)
+    r5 = paper_tables.get("ria_t5")(records, bench)
     c = cell(r5, "2:4 (cuSPARSELT)", "Q/K/V/Out")
     assert c["ours"] == pytest.approx((3.0 + 1.0) / (2.0 + 0.5))
     assert (c["ours_model"], c["device"], c["config_hash"]) == ("llama2_13b", "NVIDIA H100", "bench:gemm.json")
@@ -400,7 +401,7 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
         )
     )
     records = rec_io.load_records(tmp_path)
-    t11 = tables.ria_t11(records, benches.read_bench(tmp_path, records)[0])
+    t11 = paper_tables.get("ria_t11")(records, benches.read_bench(tmp_path, records)[0])
     c = cell(t11, "Channel Permutation", "4096 x 4096")
     assert (c["ours"], c["config_hash"]) == (3.0, "bench:perm.json") and c["diff"] == pytest.approx(3.0 - 6.2)
     assert cell(t11, "Greedy + 100 escapes", "4096 x 4096")["ours"] == 700.0
@@ -412,14 +413,14 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
 
 def test_build_all_on_empty_results_says_not_run_everywhere(tmp_path):
     out = tmp_path / "tables"
-    built = tables.build_all(tmp_path / "results", out)  # no results dir at all
-    assert set(built) == set(tables.TABLES)
+    built = render.build_all(tmp_path / "results", out)  # no results dir at all
+    assert set(built) == set(paper_tables.TABLES)
     for name, df in built.items():
         for ext in ("md", "csv", "tex"):
             assert (out / f"{name}.{ext}").is_file()
         csv = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
         assert len(csv) == len(df) > 0
-        for col in tables.OUR_COLUMNS:
+        for col in matching.OUR_COLUMNS:
             assert set(csv[col]) == {"not run"}, (name, col)
         assert not (csv.drop(columns="drift") == "").any().any(), name  # never blank (drift: empty = agrees)
         assert set(csv["drift"]) == {""}, name
@@ -436,7 +437,7 @@ def test_build_all_lists_bad_files_and_goes_on(tmp_path):
     (tmp_path / "runs" / "nomodel.json").write_text(json.dumps({"config": {"model": {}}, "status": "done"}))
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "weird.json").write_text('"just a string"')
-    built = tables.build_all(tmp_path, tmp_path / "out")
+    built = render.build_all(tmp_path, tmp_path / "out")
     index = (tmp_path / "out" / "index.md").read_text()
     assert "bad.json" in index and "nomodel.json" in index and "weird.json" in index
     assert cell(built["esparse_t1"], "FP16", "LLaMA-7B", "llama7b")["diff"] == pytest.approx(0.0)
@@ -467,12 +468,12 @@ def test_cli_builds_tables_without_importing_torch(tmp_path):
 
 
 def test_a_failing_table_is_reported_and_the_others_are_written(tmp_path, monkeypatch):
-    def boom(records, bench=None, ref=None):
+    def boom(table, ref, records, bench=None):
         raise KeyError("broken builder")
 
-    monkeypatch.setitem(tables.TABLES, "ria_t2", boom)
-    with pytest.raises(tables.TableBuildError, match="ria_t2"):
-        tables.build_all(tmp_path, tmp_path / "out")
+    monkeypatch.setitem(paper_tables.TABLES, "ria_t2", dataclasses.replace(paper_tables.TABLES["ria_t2"], fill=boom))
+    with pytest.raises(render.TableBuildError, match="ria_t2"):
+        render.build_all(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "ria_t1.csv").is_file() and not (tmp_path / "out" / "ria_t2.csv").exists()
     assert "build failed: KeyError" in (tmp_path / "out" / "index.md").read_text()
 
@@ -512,7 +513,7 @@ def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_pat
     rows, warnings = benches.read_bench_files(tmp_path)
     assert not warnings and len(rows) == 3
     assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time
-    df = tables.ria_t11(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
+    df = paper_tables.get("ria_t11")(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
     assert cell(df, "Channel Permutation", "4096 x 4096")["ours"] == 1.1  # the 2:4 default, not 4:8 or a variant
 
 
