@@ -43,7 +43,7 @@ OUT_COLUMNS = ["row", "column", "paper", "ours", "diff", "ours_model", "device",
 OUR_COLUMNS = ("ours", "diff", "device", "config_hash")
 
 PAPER_CALIBRATION = "c4"  # both papers: 128 x 2048-token C4 samples
-LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus (DESIGN.md §0)
+LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus: Wikipedia text shipped offline (esparse/data.py)
 
 #: one line per cell (``OUT_COLUMNS``) and notes for the table's header
 Lines = tuple[list[dict[str, Any]], list[str]]
