@@ -196,6 +196,53 @@ def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path)
         paper_tables.get("nope")
 
 
+def test_the_registry_is_every_table_make_tables_writes(tmp_path, capsys):
+    """Names <-> files: `python -m analysis tables` (what `make tables` runs) writes md/csv/tex for
+    exactly the registry's names, the index links each, `list` names each; a transcription without
+    a spec says it has no builder."""
+    from analysis.__main__ import main
+
+    out = tmp_path / "tables"
+    assert main(["tables", "--results", str(ROOT / "results"), "--out", str(out)]) == 0
+    written = {p.name for p in out.iterdir()}
+    assert written == {"index.md"} | {f"{n}.{ext}" for n in paper_tables.TABLES for ext in ("md", "csv", "tex")}
+    index = (out / "index.md").read_text()
+    assert all(f"| [{n}]({n}.md) |" in index for n in paper_tables.TABLES)
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("table ")]
+    assert listed == list(paper_tables.TABLES)
+    ref = load_reference()
+    for name in set(ref) - set(paper_tables.TABLES):
+        assert any("no builder" in n for n in ref[name].notes), name
+
+
+@pytest.mark.parametrize("name", list(paper_tables.TABLES))
+def test_each_spec_renders_its_declared_rows_and_columns(name, tmp_path):
+    """With no records every transcribed cell is one "not run" line, in the transcription's order,
+    and the markdown shows the spec's title, the line columns and every row and column label."""
+    spec = paper_tables.get(name)
+    paper = spec.paper()
+    assert spec.name == name == paper.name and spec.title and spec.reads
+    df = spec(rec_io.load_records(tmp_path))
+    assert (df.attrs["name"], df.attrs["title"]) == (name, spec.title)
+    assert list(df.columns) == matching.OUT_COLUMNS
+    assert list(zip(df["row"], df["column"], strict=True)) == [(c.row, c.column) for c in paper.cells]
+    assert tuple(dict.fromkeys(df["row"])) == paper.rows and set(df["column"]) == set(paper.columns)
+    assert set(df["ours"]) == {matching.NOT_RUN}
+    md = render.to_markdown(df)
+    assert md.startswith(f"# {spec.title}\n") and f"Not run: {len(df)} of {len(df)} cells." in md
+    lines = md.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| row ")))
+    assert [h.strip() for h in lines[header].strip("|").split("|")] == matching.OUT_COLUMNS
+    body = lines[header + 2 : header + 2 + len(df)]
+    assert len(body) == len(df) and all(line.startswith("| ") for line in body)
+    for (row, column), line in zip(zip(df["row"], df["column"], strict=True), body, strict=True):
+        assert line.startswith(f"| {row} ") and f"| {column} " in line, (row, column, line)
+    tex = render.to_latex(df)
+    assert tex.startswith(f"% {spec.title}\n") and tex.count("\\\\") == len(df) + 1  # header + one per cell
+
+
 # ---------------------------------------------------------------------------------- records
 
 
