@@ -50,6 +50,7 @@ Lines = tuple[list[dict[str, Any]], list[str]]
 
 
 def as_float(v: Any) -> float | None:
+    """A record field as a number; None where it is missing or no number (a bool is a flag, not 1.0)."""
     if is_missing(v) or isinstance(v, bool):
         return None
     try:
@@ -59,10 +60,12 @@ def as_float(v: Any) -> float | None:
 
 
 def as_str(v: Any) -> str | None:
+    """A record field as text; None where it is missing (NaN in a frame column)."""
     return None if is_missing(v) else str(v)
 
 
 def is_close(a: float | None, b: float | None) -> bool:
+    """Equal as config numbers (float noise aside); a missing side matches nothing."""
     return a is not None and b is not None and abs(a - b) < 1e-9
 
 
@@ -86,6 +89,7 @@ def cell_pattern(keys: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pattern_ok(rec: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    """Do a record's (or bench row's) pattern fields run ``want`` (a ``cell_pattern``)? No sparsity: 0.5."""
     kind = want["pattern_kind"]
     if rec.get("pattern_kind") != kind:
         return False
@@ -206,6 +210,8 @@ def _lookup(cell: PaperCell, model: str, recs: list[dict], quantity: str, local:
 
 
 def cell_line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: bool) -> dict[str, Any]:
+    """One line: the paper's number beside ``found`` = (value, record, key read), or "not run" in every
+    our-column (and ``wanted``, the key that would have been read) where nothing was found."""
     paper = _paper(cell.value)
     line = {"row": cell.row, "column": cell.column, "paper": paper, "ours_model": ours_model}
     if found is None:
@@ -250,6 +256,7 @@ def orientation(cells: Iterable[PaperCell]) -> list[PaperCell]:
 
 
 def done_list(records: pd.DataFrame) -> list[dict[str, Any]]:
+    """Finished records, newest first: the first match is the newest, which is the one a cell shows."""
     return rec_io.done(records).to_dict("records") if not records.empty else []
 
 

@@ -147,7 +147,7 @@ def permutation_retained(inp: Inputs):
 
 def esparse_ablation_bars(inp: Inputs):
     """E-Sparse ablation ("Fig. 4"): perplexity of norm → +entropy → +global → +local shuffle, the
-    paper's LLaMA numbers beside ours (from the table builder, so the cells match the table)."""
+    paper's LLaMA numbers beside ours (built by the table's spec, so the cells match the table)."""
     from analysis import paper_tables
 
     df = paper_tables.get("esparse_ablation")(inp.records)
