@@ -52,18 +52,18 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--out", default=None, help="also write the report to this markdown file")
     args = parser.parse_args(argv)
 
-    from analysis import tables
-
     if args.command == "list":
-        from analysis import figures
+        from analysis import figures, paper_tables
 
-        for name in tables.TABLES:
-            print(f"table   {name:26s} {tables.TITLES.get(name, '')}")
+        for name, spec in paper_tables.TABLES.items():
+            print(f"table   {name:26s} {spec.title}")
         for name, fn in figures.FIGURES.items():
             print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
     if args.command == "runs":
-        df = tables.runs_overview(args.results)
+        from analysis import browser
+
+        df = browser.runs_overview(args.results)
         text = df.to_markdown(index=False, missingval="")
         print(text if not df.empty else "no finished records")
         if args.out:
@@ -79,17 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.command == "figures":
         return _figures(args.results, args.out, names, start)
+    from analysis import render
+
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     try:
-        built = tables.build_all(args.results, out, names)
-    except tables.TableBuildError as e:
+        built = render.build_all(args.results, out, names)
+    except render.TableBuildError as e:
         print(f"error: {e} (the other tables and index.md were written)", file=sys.stderr)
         return 1
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cells = sum(len(df) for df in built.values())
-    missing = sum(tables.not_run_count(df) for df in built.values())
+    missing = sum(render.not_run_count(df) for df in built.values())
     print(
         f"wrote {len(built)} tables to {out} ({cells - missing} of {cells} cells filled, {missing} not run) "
         f"in {time.perf_counter() - start:.2f} s; index: {out / 'index.md'}"
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from analysis import tables
+    from analysis import browser
 
     where = {}
     for item in args.where:
@@ -114,8 +116,8 @@ def _grid(args: argparse.Namespace) -> int:
             return 2
         where[key] = val
     try:
-        grids = tables.runs_grid(args.results, args.rows, args.cols, args.by or None, args.value, where)
-    except tables.GridError as e:
+        grids = browser.runs_grid(args.results, args.rows, args.cols, args.by or None, args.value, where)
+    except browser.GridError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not grids:
@@ -132,7 +134,7 @@ def _grid(args: argparse.Namespace) -> int:
         cells = grid.map(lambda v: v.format(1) if v is not None else "")  # None: not run
         align = ("left",) + ("right",) * len(cells.columns)
         table = cells.to_markdown(disable_numparse=True, colalign=align)
-        claims = "\n".join(f"- {c}" for c in tables.grid_comparisons(grid) if "no claim" not in c)
+        claims = "\n".join(f"- {c}" for c in browser.grid_comparisons(grid) if "no claim" not in c)
         parts.append(f"### {title}\n\n{table}" + (f"\n\n{claims}" if claims else ""))
     text = "\n\n".join(parts) + "\n"
     print(text)

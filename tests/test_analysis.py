@@ -7,6 +7,7 @@ synthetic records these tests write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -20,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
+from analysis import benches, browser, matching, paper_tables, render  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
-from analysis import tables  # noqa: E402
 from analysis.reference import load_reference, paper_value  # noqa: E402
 
 PATTERNS = {
@@ -173,7 +174,7 @@ def test_ocr_corrections_are_the_cell_values():
 
 def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path):
     ref = load_reference()
-    assert set(tables.TABLES) <= set(ref)
+    assert set(paper_tables.TABLES) <= set(ref)
     assert not any(t.absent_from_text for t in ref.values())
     bad = {
         "tables": {
@@ -192,7 +193,54 @@ def test_every_table_has_its_transcription_and_bad_transcriptions_fail(tmp_path)
     with pytest.raises(ValueError, match="short row"):
         load_reference(tmp_path / "bad.json")
     with pytest.raises(ValueError, match="nope"):
-        tables.get("nope")
+        paper_tables.get("nope")
+
+
+def test_the_registry_is_every_table_make_tables_writes(tmp_path, capsys):
+    """Names <-> files: `python -m analysis tables` (what `make tables` runs) writes md/csv/tex for
+    exactly the registry's names, the index links each, `list` names each; a transcription without
+    a spec says it has no builder."""
+    from analysis.__main__ import main
+
+    out = tmp_path / "tables"
+    assert main(["tables", "--results", str(ROOT / "results"), "--out", str(out)]) == 0
+    written = {p.name for p in out.iterdir()}
+    assert written == {"index.md"} | {f"{n}.{ext}" for n in paper_tables.TABLES for ext in ("md", "csv", "tex")}
+    index = (out / "index.md").read_text()
+    assert all(f"| [{n}]({n}.md) |" in index for n in paper_tables.TABLES)
+    capsys.readouterr()
+    assert main(["list"]) == 0
+    listed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("table ")]
+    assert listed == list(paper_tables.TABLES)
+    ref = load_reference()
+    for name in set(ref) - set(paper_tables.TABLES):
+        assert any("no builder" in n for n in ref[name].notes), name
+
+
+@pytest.mark.parametrize("name", list(paper_tables.TABLES))
+def test_each_spec_renders_its_declared_rows_and_columns(name, tmp_path):
+    """With no records every transcribed cell is one "not run" line, in the transcription's order,
+    and the markdown shows the spec's title, the line columns and every row and column label."""
+    spec = paper_tables.get(name)
+    paper = spec.paper()
+    assert spec.name == name == paper.name and spec.title and spec.reads
+    df = spec(rec_io.load_records(tmp_path))
+    assert (df.attrs["name"], df.attrs["title"]) == (name, spec.title)
+    assert list(df.columns) == matching.OUT_COLUMNS
+    assert list(zip(df["row"], df["column"], strict=True)) == [(c.row, c.column) for c in paper.cells]
+    assert tuple(dict.fromkeys(df["row"])) == paper.rows and set(df["column"]) == set(paper.columns)
+    assert set(df["ours"]) == {matching.NOT_RUN}
+    md = render.to_markdown(df)
+    assert md.startswith(f"# {spec.title}\n") and f"Not run: {len(df)} of {len(df)} cells." in md
+    lines = md.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| row ")))
+    assert [h.strip() for h in lines[header].strip("|").split("|")] == matching.OUT_COLUMNS
+    body = lines[header + 2 : header + 2 + len(df)]
+    assert len(body) == len(df) and all(line.startswith("| ") for line in body)
+    for (row, column), line in zip(zip(df["row"], df["column"], strict=True), body, strict=True):
+        assert line.startswith(f"| {row} ") and f"| {column} " in line, (row, column, line)
+    tex = render.to_latex(df)
+    assert tex.startswith(f"% {spec.title}\n") and tex.count("\\\\") == len(df) + 1  # header + one per cell
 
 
 # ---------------------------------------------------------------------------------- records
@@ -222,11 +270,11 @@ def test_read_records_flattens_and_reports_bad_files(tmp_path):
 
 
 def test_stage_keys_and_model_names_of_the_bench():
-    assert rec_io.parse_stage("context_b4_s1024") == ("context", 4096.0)
-    assert rec_io.parse_stage("decode_b8") == ("decode", 8.0)
-    assert rec_io.normalize_model("opt-6.7b") == "opt6.7b"
-    assert rec_io.normalize_model("llama2-13b") == "llama2_13b"
-    assert rec_io.normalize_layer("down_proj") == "ffn2"
+    assert benches.parse_stage("context_b4_s1024") == ("context", 4096.0)
+    assert benches.parse_stage("decode_b8") == ("decode", 8.0)
+    assert benches.normalize_model("opt-6.7b") == "opt6.7b"
+    assert benches.normalize_model("llama2-13b") == "llama2_13b"
+    assert benches.normalize_layer("down_proj") == "ffn2"
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -261,7 +309,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
                     finished="2025-06-01T00:00:00+00:00"),
     )  # fmt: skip
     recs = rec_io.load_records(tmp_path)
-    df = tables.esparse_t1(recs)
+    df = paper_tables.get("esparse_t1")(recs)
     assert len(df) == 36 + 9  # every paper cell + one local line per paper row
     c = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "llama7b")
     assert (c["paper"], c["ours"], c["config_hash"]) == (10.56, 9.5, "a2")
@@ -269,7 +317,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
     assert cell(df, "FP16", "LLaMA-7B", "llama7b")["diff"] == pytest.approx(0.02)
     for row, col in (("E-Sparse, 2:4", "LLaMA-13B"), ("Wanda, 2:4", "LLaMA-7B"), ("E-Sparse, 4:8", "LLaMA-7B")):
         c = cell(df, row, col, col.replace("LLaMA-", "llama").lower())
-        assert [c[k] for k in tables.OUR_COLUMNS] == ["not run"] * 4
+        assert [c[k] for k in matching.OUR_COLUMNS] == ["not run"] * 4
     local = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "smollm2_135m")
     assert (local["ours"], local["diff"], local["metric_key"], local["config_hash"]) == (
         180.0,
@@ -278,7 +326,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
         "s1",
     )
     assert (df[df["ours_model"] == "smollm2_135m"]["ours"] == "not run").sum() == 8
-    abl = tables.esparse_ablation(recs)
+    abl = paper_tables.get("esparse_ablation")(recs)
     assert cell(abl, "norm + entropy", "LLaMA-7B", "llama7b")["config_hash"] == "n1"
     assert cell(abl, "+ local block shuffle", "LLaMA-7B", "llama7b")["ours"] == 9.5
     assert "not run" not in df.to_csv()[: df.to_csv().index("\n")]  # header is plain
@@ -301,15 +349,15 @@ def test_ria_tables_key_on_shuffle_a_reconstruct_and_calibration(tmp_path):
         ),
     )
     recs = rec_io.load_records(tmp_path)
-    t4 = tables.ria_t4(recs)
+    t4 = paper_tables.get("ria_t4")(recs)
     assert cell(t4, "LLaMA2-13b Wanda", "2:4+CP w/o LSA", "llama2_13b")["ours"] == 8.9
     assert cell(t4, "LLaMA2-13b Wanda", "2:4+CP", "llama2_13b")["ours"] == "not run"
     c = cell(t4, "LLaMA2-13b RIA (Ours)", "2:4+CP", "llama2_13b")
     assert (c["ours"], c["config_hash"]) == (7.7, "lsa") and c["diff"] == pytest.approx(7.7 - 7.77)
-    t2 = tables.ria_t2(recs)
+    t2 = paper_tables.get("ria_t2")(recs)
     assert cell(t2, "RIA (a = 1.0)", "LLaMA-13B", "llama13b")["ours"] == 6.2
     assert cell(t2, "RIA (a = 0.5)", "LLaMA-13B", "llama13b")["ours"] == "not run"
-    t8 = tables.ria_t8(recs)
+    t8 = paper_tables.get("ria_t8")(recs)
     assert cell(t8, "Wanda+rec", "c4 / calib wikitext2", "llama2_13b")["ours"] == 8.6
     assert cell(t8, "Wanda", "c4 / calib wikitext2", "llama2_13b")["ours"] == "not run"
     assert cell(t8, "Wanda+rec", "c4 / calib c4", "llama2_13b")["ours"] == "not run"
@@ -328,7 +376,7 @@ def test_zero_shot_is_percent_and_the_average_needs_every_task(tmp_path):
         ),
         make_record("part", "llama2_70b", metric="wanda", metrics={"zeroshot/boolq/acc": 0.75}),
     )
-    t6 = tables.ria_t6(rec_io.load_records(tmp_path))
+    t6 = paper_tables.get("ria_t6")(rec_io.load_records(tmp_path))
     assert cell(t6, "RIA (2:4+CP)", "Hellaswag")["ours"] == pytest.approx(60.0)
     assert cell(t6, "RIA (2:4+CP)", "AVG")["ours"] == pytest.approx(60.0)  # (60+80+50+40+70)/5
     assert cell(t6, "RIA (2:4+CP)", "AVG")["diff"] == pytest.approx(60.0 - 62.16)
@@ -353,23 +401,23 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     )
     (bench_dir / "odd.json").write_text(json.dumps({"what": "no rows here"}))
     records = rec_io.load_records(tmp_path)
-    bench, warnings = rec_io.read_bench(tmp_path, records)
+    bench, warnings = benches.read_bench(tmp_path, records)
     assert len(warnings) == 1 and "odd.json" in warnings[0]
 
-    t6 = tables.esparse_t6(records, bench)
+    t6 = paper_tables.get("esparse_t6")(records, bench)
     assert cell(t6, "LLaMA-7B", "Dense (FP16) GB")["ours"] == pytest.approx(13.0)
     assert cell(t6, "LLaMA-7B", "Memory Saving (%)")["ours"] == pytest.approx(100 * (1 - 7.5 / 13.0))
     assert cell(t6, "LLaMA-7B", "Sparse (FP16) GB")["config_hash"] == "m1"
     assert cell(t6, "LLaMA-13B", "Dense (FP16) GB")["ours"] == "not run"
 
-    t5 = tables.esparse_t5(records, bench)  # the record (tokens 4096, newest) wins for Q/K/V
+    t5 = paper_tables.get("esparse_t5")(records, bench)  # the record (tokens 4096, newest) wins for Q/K/V
     c = cell(t5, "Context-stage Q/K/V", "Latency Reduction (%)")
     assert (c["ours"], c["config_hash"]) == (pytest.approx(25.0), "m1")  # 1 - 6/8
     assert "tokens=4096" in c["metric_key"]
     assert cell(t5, "Context-stage FFN-1", "Dense GEMM (ms)")["ours"] == 4.0  # only the file has FFN-1
     assert cell(t5, "Decoder Q/K/V", "Dense GEMM (ms)")["ours"] == "not run"
 
-    r5 = tables.ria_t5(records, bench)
+    r5 = paper_tables.get("ria_t5")(records, bench)
     c = cell(r5, "2:4 (cuSPARSELT)", "Q/K/V/Out")
     assert c["ours"] == pytest.approx((3.0 + 1.0) / (2.0 + 0.5))
     assert (c["ours_model"], c["device"], c["config_hash"]) == ("llama2_13b", "NVIDIA H100", "bench:gemm.json")
@@ -400,7 +448,7 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
         )
     )
     records = rec_io.load_records(tmp_path)
-    t11 = tables.ria_t11(records, rec_io.read_bench(tmp_path, records)[0])
+    t11 = paper_tables.get("ria_t11")(records, benches.read_bench(tmp_path, records)[0])
     c = cell(t11, "Channel Permutation", "4096 x 4096")
     assert (c["ours"], c["config_hash"]) == (3.0, "bench:perm.json") and c["diff"] == pytest.approx(3.0 - 6.2)
     assert cell(t11, "Greedy + 100 escapes", "4096 x 4096")["ours"] == 700.0
@@ -412,14 +460,14 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
 
 def test_build_all_on_empty_results_says_not_run_everywhere(tmp_path):
     out = tmp_path / "tables"
-    built = tables.build_all(tmp_path / "results", out)  # no results dir at all
-    assert set(built) == set(tables.TABLES)
+    built = render.build_all(tmp_path / "results", out)  # no results dir at all
+    assert set(built) == set(paper_tables.TABLES)
     for name, df in built.items():
         for ext in ("md", "csv", "tex"):
             assert (out / f"{name}.{ext}").is_file()
         csv = pd.read_csv(out / f"{name}.csv", keep_default_na=False)
         assert len(csv) == len(df) > 0
-        for col in tables.OUR_COLUMNS:
+        for col in matching.OUR_COLUMNS:
             assert set(csv[col]) == {"not run"}, (name, col)
         assert not (csv.drop(columns="drift") == "").any().any(), name  # never blank (drift: empty = agrees)
         assert set(csv["drift"]) == {""}, name
@@ -436,7 +484,7 @@ def test_build_all_lists_bad_files_and_goes_on(tmp_path):
     (tmp_path / "runs" / "nomodel.json").write_text(json.dumps({"config": {"model": {}}, "status": "done"}))
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "weird.json").write_text('"just a string"')
-    built = tables.build_all(tmp_path, tmp_path / "out")
+    built = render.build_all(tmp_path, tmp_path / "out")
     index = (tmp_path / "out" / "index.md").read_text()
     assert "bad.json" in index and "nomodel.json" in index and "weird.json" in index
     assert cell(built["esparse_t1"], "FP16", "LLaMA-7B", "llama7b")["diff"] == pytest.approx(0.0)
@@ -467,12 +515,12 @@ def test_cli_builds_tables_without_importing_torch(tmp_path):
 
 
 def test_a_failing_table_is_reported_and_the_others_are_written(tmp_path, monkeypatch):
-    def boom(records, bench=None, ref=None):
+    def boom(table, ref, records, bench=None):
         raise KeyError("broken builder")
 
-    monkeypatch.setitem(tables.TABLES, "ria_t2", boom)
-    with pytest.raises(tables.TableBuildError, match="ria_t2"):
-        tables.build_all(tmp_path, tmp_path / "out")
+    monkeypatch.setitem(paper_tables.TABLES, "ria_t2", dataclasses.replace(paper_tables.TABLES["ria_t2"], fill=boom))
+    with pytest.raises(render.TableBuildError, match="ria_t2"):
+        render.build_all(tmp_path, tmp_path / "out")
     assert (tmp_path / "out" / "ria_t1.csv").is_file() and not (tmp_path / "out" / "ria_t2.csv").exists()
     assert "build failed: KeyError" in (tmp_path / "out" / "index.md").read_text()
 
@@ -485,11 +533,11 @@ def test_runs_overview_reads_runs_and_reference_and_keeps_newest(tmp_path):
     failed = make_record("r3", "smollm2_135m", metric="ria", status="failed", metrics={"ppl/bundled_wiki": 1.0})
     write(tmp_path / "reference", old, ria)
     write(tmp_path, new, failed)
-    df = tables.runs_overview(tmp_path)
+    df = browser.runs_overview(tmp_path)
     assert list(df["config_hash"]) == ["r2", "r1"]  # sorted by metric; the failed run is left out
     assert list(df["ppl/bundled_wiki"]) == [170.0, 180.0]  # the newer record of r1 wins
     assert df.loc[df["metric"] == "ria", "metric_a"].item() == 0.5
-    assert tables.runs_overview(tmp_path / "empty").empty
+    assert browser.runs_overview(tmp_path / "empty").empty
 
 
 def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_path):
@@ -509,10 +557,10 @@ def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_pat
     }  # fmt: skip
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "permutation.json").write_text(json.dumps(doc))
-    rows, warnings = rec_io.read_bench_files(tmp_path)
+    rows, warnings = benches.read_bench_files(tmp_path)
     assert not warnings and len(rows) == 3
     assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time
-    df = tables.ria_t11(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
+    df = paper_tables.get("ria_t11")(rec_io.load_records(tmp_path), bench=pd.DataFrame(rows))
     assert cell(df, "Channel Permutation", "4096 x 4096")["ours"] == 1.1  # the 2:4 default, not 4:8 or a variant
 
 
@@ -527,18 +575,18 @@ def test_runs_grid_pivots_filters_where_applicable_and_refuses_disagreeing_cells
         make_record("w4", "m", metric="wanda", pattern="4:8", metrics={ppl: 92.0}),
     ]
     write(tmp_path, *recs)
-    with pytest.raises(tables.GridError, match=r"metric=esparse shuffle=none.*metric_alpha"):
-        tables.runs_grid(tmp_path)  # e0 and e7 share a cell and disagree: no silent pick
-    grids = tables.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
+    with pytest.raises(browser.GridError, match=r"metric=esparse shuffle=none.*metric_alpha"):
+        browser.runs_grid(tmp_path)  # e0 and e7 share a cell and disagree: no silent pick
+    grids = browser.runs_grid(tmp_path, where={"metric_alpha": "auto"})  # wanda has no alpha: kept
     g = grids["2:4"]
     assert list(g.index) == ["wanda", "esparse"] and list(g.columns) == ["none", "esparse_global", "ria_cp_lsa"]
     assert g.loc["wanda", "ria_cp_lsa"].mean == 115.0 and g.loc["esparse", "esparse_global"].mean == 169.0
     assert g.loc["wanda", "ria_cp_lsa"].n == 1  # one seed: a value, no spread, no claim
     assert g.loc["wanda", "esparse_global"] is None  # not run stays empty
     assert grids["4:8"].loc["wanda", "none"].mean == 92.0
-    assert tables.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"].mean == 1246.0
-    with pytest.raises(tables.GridError, match="'bogus' is not a column"):
-        tables.runs_grid(tmp_path, value="bogus")
+    assert browser.runs_grid(tmp_path, where={"metric_alpha": "70"})["2:4"].loc["esparse", "none"].mean == 1246.0
+    with pytest.raises(browser.GridError, match="'bogus' is not a column"):
+        browser.runs_grid(tmp_path, value="bogus")
 
 
 def test_grid_cli_writes_markdown(tmp_path):

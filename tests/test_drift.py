@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -112,16 +113,16 @@ def test_audit_and_strict_cli(tmp_path, capsys):
 
 
 def test_tables_mark_a_cell_whose_record_disagrees_with_the_reference(tmp_path):
-    from analysis import tables
+    from analysis import render
 
     # the default run's committed record (E-Sparse 2:4, the ablation table's "+ entropy" cell)
-    ref = json.loads((tables.Path(__file__).parents[1] / "results/reference/runs/beabdb084b58.json").read_text())
+    ref = json.loads((Path(__file__).parents[1] / "results/reference/runs/beabdb084b58.json").read_text())
     assert ref["status"] == "done"
     _write(tmp_path / "reference" / "runs", ref)
     mine = copy.deepcopy(ref)
     mine["metrics"]["ppl/bundled_wiki"] *= 1.2  # beyond any tolerance
     _write(tmp_path / "runs", mine)
-    built = tables.build_all(tmp_path, tmp_path / "tables")
+    built = render.build_all(tmp_path, tmp_path / "tables")
     marked = [df[df["drift"] != ""] for df in built.values()]
     hits = [row for df in marked for row in df.to_dict("records")]
     assert hits, "no table cell was marked although the user record disagrees with the reference"

@@ -122,11 +122,12 @@ def synthetic_records(cfgs: list[dict], runs: Path) -> int:
 
 
 def filled_cells(name: str, results: Path, model: str) -> int:
+    from analysis import paper_tables
     from analysis import records as rec_io
-    from analysis import tables
+    from analysis.matching import NOT_RUN
 
-    df = tables.get(name.rsplit("_", 1)[0])(rec_io.load_records(results))
-    return int(((df["ours_model"] == model) & (df["ours"] != tables.NOT_RUN)).sum())
+    df = paper_tables.get(name.rsplit("_", 1)[0])(rec_io.load_records(results))
+    return int(((df["ours_model"] == model) & (df["ours"] != NOT_RUN)).sum())
 
 
 # --------------------------------------------------------------------------------- fast tests

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import figures
+from analysis import figures, observation_figures, record_figures
 from analysis import records as rec_io
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -88,31 +88,31 @@ def full_results(tmp_path) -> Path:
 
 def test_adjacent_vs_distant_by_hand():
     # adjacent |diffs| 1,2,3,4,5 -> median 3; pairs c/2 apart: |1-7|, |2-11|, |4-16| = 6, 9, 12 -> 9
-    assert figures.adjacent_vs_distant([1, 2, 4, 7, 11, 16]) == (3.0, 9.0)
+    assert observation_figures.adjacent_vs_distant([1, 2, 4, 7, 11, 16]) == (3.0, 9.0)
     with pytest.raises(ValueError, match="at least 4"):
-        figures.adjacent_vs_distant([1, 2, 3])
+        observation_figures.adjacent_vs_distant([1, 2, 3])
 
 
 def test_degree_summary_by_hand():
-    s = figures.degree_summary([0, 2, 4, 10], rows=30)
+    s = observation_figures.degree_summary([0, 2, 4, 10], rows=30)
     assert s["mean"] == 4.0
     assert math.isclose(s["std"], math.sqrt((16 + 4 + 0 + 36) / 4))
     assert s["zero_share"] == 0.25
     assert s["low_share"] == 0.5  # below 10 % of 30 rows: 0 and 2
     with pytest.raises(ValueError, match="rows"):
-        figures.degree_summary([1], rows=0)
+        observation_figures.degree_summary([1], rows=0)
 
 
 def test_ppl_points_and_retained_gains(full_results):
     recs = rec_io.load_records(full_results)
-    pts = figures.ppl_points(recs)
+    pts = record_figures.ppl_points(recs)
     uns = pts[(pts["metric"] == "wanda") & (pts["pattern_kind"] == "unstructured")].sort_values("sparsity")
     assert uns["sparsity"].tolist() == [0.25, 0.5, 0.75]
     assert uns["ppl"].tolist() == [30.0, 60.0, 900.0]
     dense = pts[pts["metric"] == "dense"]
     assert dense["ppl"].tolist() == [25.0] and dense["sparsity"].tolist() == [0.0]  # one dense point
     assert set(pts["key"]) == {"ppl/bundled_wiki"}
-    gains = figures.retained_gains(recs)
+    gains = record_figures.retained_gains(recs)
     assert gains["shuffle"].tolist() == ["esparse_global"]
     assert math.isclose(gains["gain"].iloc[0], 0.25)
 

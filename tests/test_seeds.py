@@ -50,7 +50,7 @@ def test_a_consistent_large_difference_is_significant_and_pairs_only_common_seed
 def test_grid_aggregates_seeds_and_refuses_other_differences(tmp_path):
     import json
 
-    from analysis import tables
+    from analysis import browser
 
     def rec(h, metric, seed, ppl, nsamples=32):
         cfg = {
@@ -67,10 +67,10 @@ def test_grid_aggregates_seeds_and_refuses_other_differences(tmp_path):
     for i, (metric, vals) in enumerate((("wanda", WANDA), ("ria", RIA))):
         for seed, v in vals.items():
             (runs / f"{i}{seed}.json").write_text(json.dumps(rec(f"{i}{seed}", metric, seed, v)))
-    grid = tables.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")["2:4"]
+    grid = browser.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")["2:4"]
     assert grid.loc["wanda", "none"].format(1) == "183.7 ± 7.5 (3)"
     assert grid.loc["ria", "none"].n == 3
-    assert tables.grid_comparisons(grid) == ["none: ria vs wanda: not separable (p=0.11, n=3)"]
+    assert browser.grid_comparisons(grid) == ["none: ria vs wanda: not separable (p=0.11, n=3)"]
     (runs / "x.json").write_text(json.dumps(rec("x", "wanda", 5, 180.0, nsamples=64)))
-    with pytest.raises(tables.GridError, match="differ in \\['nsamples'\\]"):
-        tables.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")
+    with pytest.raises(browser.GridError, match="differ in \\['nsamples'\\]"):
+        browser.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")
