@@ -45,6 +45,9 @@ HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
 #: the tie-break knob came later: its default rule (what every earlier record used) and the seed of a
 #: rule that ignores it stay out of the hash
 DEFAULT_TIE_BREAK = "low_index"
+#: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
+#: configuration has one record whichever preset (or plain override) asked for it
+LABEL_KEYS = ("experiment",)
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,6 +58,9 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The semantic config as the hash sees it: later, hash-neutral defaults put back to the form
     records were hashed in before those keys existed."""
     view = semantic_config(cfg)
+    for key in LABEL_KEYS:
+        if key in view:
+            view[key] = None
     zs = ((view.get("eval") or {}).get("zeroshot") or {}) if isinstance(view.get("eval"), Mapping) else {}
     if isinstance(zs, Mapping) and "data_dir" in zs and zs["data_dir"] is None:
         view["eval"] = {**view["eval"], "zeroshot": {**zs, "data_dir": LEGACY_PIQA_DATA_DIR}}

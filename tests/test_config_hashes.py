@@ -4,7 +4,9 @@
 before the hash-neutral keys (``data.<corpus>.split_percent``, ``eval.zeroshot.data_dir: null``)
 were added; every committed reference record's config must keep the hash it had. The two Gemma
 configs changed on purpose when its GGUF became the one joined from the chunk packages (its file
-name and sha256 are part of the model config); no record of them existed.
+name and sha256 are part of the model config); no record of them existed. The presets changed on
+purpose when their name (``experiment``) became a label hashed as null: a preset and the plain
+overrides that compose the same configuration now share one record.
 """
 
 from __future__ import annotations
@@ -59,3 +61,10 @@ def test_tie_break_is_hashed_only_off_its_default():
     hashes = {h(), h("pattern.tie_break=high_index"), h("pattern.tie_break=random")}
     hashes.add(h("pattern.tie_break=random", "pattern.tie_seed=1"))
     assert len(hashes) == 4
+
+
+def test_a_preset_name_is_a_label_not_part_of_the_hash():
+    plain = normalize(compose_cfg(["pattern=4:8"]))
+    preset = normalize(compose_cfg(["+experiment=esparse_t1_local", "pattern=4:8"]))
+    assert preset["experiment"] == "esparse_t1_local"
+    assert config_hash(preset) == config_hash(plain)
