@@ -7,16 +7,21 @@ Every table is one line per cell with the columns ``OUT_COLUMNS``:
 - ``diff``: ours − paper; "n/a (other model)" on a local line (see below);
 - ``config_hash``: the record behind ``ours`` ("bench:<file>" for a bench file's row).
 
-Which record fills a cell: a finished (status "done") record whose config matches the cell
-(model, metric, pattern, shuffle, reconstruct, RIA's ``a``, E-Sparse's ``form``, calibration) and
-that carries the cell's metric. When several do, the newest wins (``env.finished_at``, else the
-file's mtime). Cells name no calibration when the paper used its default, C4.
+Which records fill a cell: the finished (status "done") records whose config matches the cell
+(model, metric, pattern, shuffle, reconstruct, RIA's ``a``, E-Sparse's ``form``, calibration), made
+under the default tie-break rule, that carry the cell's metric: one per calibration seed (the newest
+where a seed has several: ``env.finished_at``, else the file's mtime). ``ours`` is their mean, ``sd``
+and ``n`` their spread and count (``analysis.seeds``), and ``vs_best`` compares the line, paired by
+seed, with the best line of its model and pattern in the table. Cells name no calibration when the
+paper used its default, C4.
 
 Local lines: a model that the paper table does not report (the embedded smollm2_135m, say) gets
 one line per paper cell-without-model, placed next to the paper's smallest model for
 orientation, with ``ours_model`` naming it. Its perplexity falls back to the bundled Wikipedia
 corpus (``ppl/bundled_wiki``) where the paper used WikiText-2, and its calibration to the bundled
-corpus where the paper used C4 or WikiText-2; ``metric_key`` says which key was read.
+corpus where the paper used C4 or WikiText-2; ``metric_key`` says which key was read. A local line
+reads only records of the embedded default's sizes (``LOCAL_SIZES``), so a reduced-size check never
+stands in for the headline configuration.
 
 The cells filled from bench rows (latency, memory, permutation time) are in ``analysis.bench_tables``;
 they share this module's line format and pattern matching.
@@ -26,11 +31,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from analysis import records as rec_io
+from analysis import seeds
 from analysis.records import is_missing, pattern_fields
 from analysis.reference import PaperCell, PaperTable, model_rank, paper_models
 
@@ -38,12 +45,19 @@ NOT_RUN = "not run"
 NO_PAPER = "—"
 OTHER_MODEL = "n/a (other model)"
 NO_PAPER_DIFF = "n/a (no paper value)"
-OUT_COLUMNS = ["row", "column", "paper", "ours", "diff", "ours_model", "device", "metric_key", "config_hash"]
-#: the columns that describe our run (all "not run" where nothing ran)
-OUR_COLUMNS = ("ours", "diff", "device", "config_hash")
+OUT_COLUMNS = ["row", "column", "paper", "ours", "sd", "n", "vs_best", "diff", "ours_model", "device", "metric_key",
+               "config_hash"]  # fmt: skip
+#: the columns that describe our run (all "not run" where nothing ran; "—" where one does not apply)
+OUR_COLUMNS = ("ours", "sd", "n", "vs_best", "diff", "device", "config_hash")
 
 PAPER_CALIBRATION = "c4"  # both papers: 128 x 2048-token C4 samples
 LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus: Wikipedia text shipped offline (esparse/data.py)
+#: the embedded default's calibration and evaluation sizes (conf/calibration/bundled_wiki.yaml,
+#: conf/eval/default.yaml; a test holds them equal to the YAML)
+LOCAL_SIZES = {"nsamples": 32, "cal_seqlen": 512, "eval_nsamples": 32, "eval_seqlen": 512}
+#: the tie-break rule every table reads; the other rules' records feed the tie-spread table only
+DEFAULT_TIE_BREAK = "low_index"
+LOWER_IS_BETTER = {"ppl": True, "zeroshot_acc": False}
 
 #: one line per cell (``OUT_COLUMNS``) and notes for the table's header
 Lines = tuple[list[dict[str, Any]], list[str]]
@@ -121,6 +135,12 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
     """Does this record run the cell's configuration (on ``model``)?"""
     if rec.get("model") != model:
         return False
+    if (as_str(rec.get("tie_break")) or DEFAULT_TIE_BREAK) != DEFAULT_TIE_BREAK:
+        return False
+    if local and any(
+        not is_close(as_float(rec.get(k)), v) for k, v in LOCAL_SIZES.items() if not is_missing(rec.get(k))
+    ):
+        return False
     want = cell_pattern(keys)
     if not pattern_ok(rec, want):
         return False
@@ -190,22 +210,45 @@ def _wanted_key(keys: Mapping[str, Any], quantity: str, local: bool) -> str:
     return quantity
 
 
-def _lookup(cell: PaperCell, model: str, recs: list[dict], quantity: str, local: bool):
-    """Newest matching record that has the value: (value, record, key) or None."""
+@dataclass(frozen=True)
+class Found:
+    """What fills a cell: the value of each calibration seed, the record of each, the key read."""
+
+    summary: seeds.Summary
+    recs: tuple[Mapping[str, Any], ...]
+    key: str
+
+    @property
+    def value(self) -> float:
+        return self.summary.mean
+
+
+def _seed(rec: Mapping[str, Any]) -> int:
+    s = as_float(rec.get("seed"))
+    return 0 if s is None else int(s)
+
+
+def _lookup(cell: PaperCell, model: str, recs: list[dict], quantity: str, local: bool) -> Found | None:
+    """Every calibration seed's newest matching record that has the value, or None."""
     keys = cell.keys
-    for rec in recs:
-        if _matches(rec, keys, model, local):
+    per_seed: dict[int, tuple[float, Mapping[str, Any], str]] = {}
+    for rec in recs:  # newest first: the first record of a seed is the one it shows
+        if _seed(rec) not in per_seed and _matches(rec, keys, model, local):
             got = _read_value(rec, keys, quantity, local)
             if got is not None:
-                return got[0], rec, got[1]
+                per_seed[_seed(rec)] = (got[0], rec, got[1])
+    if per_seed:
+        ordered = sorted(per_seed.items())
+        summary = seeds.summarize({s: v for s, (v, _, _) in ordered})
+        return Found(summary, tuple(r for _, (_, r, _) in ordered), ordered[0][1][2])
     if quantity == "ppl" and keys.get("method") == "dense":
-        # the dense baseline a pruned run recorded beside its own numbers
+        # the dense baseline a pruned run recorded beside its own numbers (no seed: it calibrates nothing)
         for rec in recs:
             if rec.get("model") == model:
                 for k in _ppl_keys(keys, local):
                     v = as_float(rec.get(f"dense/{k}"))
                     if v is not None:
-                        return v, rec, f"dense/{k}"
+                        return Found(seeds.summarize({0: v}), (rec,), f"dense/{k}")
     return None
 
 
@@ -218,12 +261,20 @@ def cell_line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: 
         return {
             **line,
             "ours": NOT_RUN,
+            "sd": NOT_RUN,
+            "n": NOT_RUN,
+            "vs_best": NOT_RUN,
             "diff": NOT_RUN,
             "device": NOT_RUN,
             "metric_key": wanted,
             "config_hash": NOT_RUN,
         }
-    value, rec, key = found
+    if isinstance(found, Found):
+        value, rec, key, summary = found.value, found.recs[0], found.key, found.summary
+        hashes = " ".join(as_str(r.get("config_hash")) or "unknown" for r in found.recs)
+    else:  # a single measurement (a bench row)
+        value, rec, key = found
+        summary, hashes = None, as_str(rec.get("config_hash")) or "unknown"
     if not same_model:
         diff: float | str = OTHER_MODEL
     elif isinstance(paper, float):
@@ -233,11 +284,41 @@ def cell_line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: 
     return {
         **line,
         "ours": value,
+        "sd": NO_PAPER if summary is None or summary.n < 2 else summary.std,
+        "n": NO_PAPER if summary is None else summary.n,
+        "vs_best": NO_PAPER,
         "diff": diff,
         "device": as_str(rec.get("device")) or "unknown",
         "metric_key": key,
-        "config_hash": as_str(rec.get("config_hash")) or "unknown",
+        "config_hash": hashes,
+        "_summary": summary,
+        "_group": (ours_model, cell.column, cell_pattern(cell.keys).get("pattern"), cell.keys.get("method") == "dense"),
     }
+
+
+def mark_best(lines: list[dict[str, Any]], lower_is_better: bool) -> list[dict[str, Any]]:
+    """Fill ``vs_best``: within each (model, column, pattern) of pruned lines, the best mean is "best"
+    and every other line is compared with it paired by seed (``analysis.seeds.paired``): "worse"
+    where the t-test separates them, "not separable" where it does not, "no claim" under two common
+    seeds. Lines alone in their group, dense lines and lines without seeds stay blank."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for line in lines:
+        if line.get("_summary") is not None and not line["_group"][3]:
+            groups.setdefault(line["_group"], []).append(line)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        best = (min if lower_is_better else max)(members, key=lambda x: x["_summary"].mean)
+        for line in members:
+            if line is best:
+                line["vs_best"] = "best" if best["_summary"].n > 1 else "best (n=1: no claim)"
+                continue
+            p = seeds.paired(line["_summary"], best["_summary"])
+            if p.n < 2:
+                line["vs_best"] = f"no claim (n={p.n})"
+            else:
+                line["vs_best"] = f"{'worse' if p.significant else 'not separable'} (p={p.p:.2g}, n={p.n})"
+    return [{k: v for k, v in line.items() if not k.startswith("_")} for line in lines]
 
 
 def _signature(keys: Mapping[str, Any]) -> tuple:
@@ -279,7 +360,7 @@ def record_cells(
             extra.append(cell_line(cell, other, found, _wanted_key(cell.keys, table.quantity, local), False))
         if any(x["ours"] != NOT_RUN for x in extra):
             lines.extend(extra)
-    return lines, []
+    return mark_best(lines, LOWER_IS_BETTER.get(table.quantity, True)), []
 
 
 def table_frame(lines: list[dict[str, Any]], table: PaperTable, title: str, notes: Iterable[str] = ()) -> pd.DataFrame:

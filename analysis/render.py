@@ -110,7 +110,9 @@ def build_all(
             failed[name] = f"{type(e).__name__}: {e}"
             (out / f"{name}.md").write_text(f"# {spec.title}\n\nbuild failed: {failed[name]}\n")
             continue
-        df["drift"] = df["config_hash"].map(lambda h: drifted.get(str(h), ""))
+        df["drift"] = df["config_hash"].map(  # a cell of several seeds names each seed's record
+            lambda h: "; ".join(drifted[x] for x in str(h).split() if x in drifted)
+        )
         if spec.bench_notes and warnings:
             df.attrs["notes"] = [*df.attrs.get("notes", []), *warnings]
         (out / f"{name}.md").write_text(to_markdown(df))

@@ -33,6 +33,10 @@ PATTERNS = {
 }
 
 
+#: each corpus's default calibration size (conf/calibration/*.yaml)
+CAL_SIZES = {"c4": {"nsamples": 128, "seqlen": 2048}, "bundled_wiki": {"nsamples": 32, "seqlen": 512}}
+
+
 def make_record(
     chash,
     model,
@@ -54,7 +58,7 @@ def make_record(
         "metric": {"name": "dense"} if dense else {"name": metric, "reconstruct": reconstruct, **metric_kw},
         "pattern": PATTERNS[pattern],
         "shuffle": {"name": "none" if dense else shuffle},
-        "calibration": None if dense else {"name": calibration, "nsamples": 128, "seqlen": 2048},
+        "calibration": None if dense else {"name": calibration, **CAL_SIZES.get(calibration, CAL_SIZES["c4"])},
         "experiment": None,
     }
     return {
@@ -317,7 +321,7 @@ def test_esparse_t1_fills_matching_cells_with_the_newest_done_record(tmp_path):
     assert cell(df, "FP16", "LLaMA-7B", "llama7b")["diff"] == pytest.approx(0.02)
     for row, col in (("E-Sparse, 2:4", "LLaMA-13B"), ("Wanda, 2:4", "LLaMA-7B"), ("E-Sparse, 4:8", "LLaMA-7B")):
         c = cell(df, row, col, col.replace("LLaMA-", "llama").lower())
-        assert [c[k] for k in matching.OUR_COLUMNS] == ["not run"] * 4
+        assert [c[k] for k in matching.OUR_COLUMNS] == ["not run"] * len(matching.OUR_COLUMNS)
     local = cell(df, "E-Sparse, 2:4", "LLaMA-7B", "smollm2_135m")
     assert (local["ours"], local["diff"], local["metric_key"], local["config_hash"]) == (
         180.0,
@@ -597,3 +601,49 @@ def test_grid_cli_writes_markdown(tmp_path):
     assert main(["grid", "--results", str(tmp_path), "--out", str(out)]) == 0
     assert "| wanda    | 183.0 (n=1) |" in out.read_text()
     assert main(["grid", "--results", str(tmp_path), "--where", "nokey"]) == 2
+
+
+# ------------------------------------------------------------------ seeds in the paper tables
+def _local(chash, metric, seed, ppl, nsamples=32, tie_break=None, finished="2025-01-02T00:00:00+00:00"):
+    rec = make_record(chash, "smollm2_135m", metric, calibration="bundled_wiki", metrics={"ppl/bundled_wiki": ppl},
+                      finished=finished, device="cpu")  # fmt: skip
+    rec["config"]["calibration"].update(nsamples=nsamples, seqlen=512, seed=seed)
+    rec["config"]["eval"] = {"ppl": {"datasets": ["bundled_wiki"], "nsamples": 32, "seqlen": 512}}
+    if tie_break:
+        rec["config"]["pattern"] = {**rec["config"]["pattern"], "tie_break": tie_break}
+    return rec
+
+
+def test_a_local_cell_is_the_mean_over_seeds_with_a_paired_verdict(tmp_path):
+    recs = [_local(f"w{s}", "wanda", s, v) for s, v in enumerate([180.0, 190.0, 170.0])]
+    recs += [_local(f"g{s}", "sparsegpt", s, v) for s, v in enumerate([90.0, 92.0, 91.0])]
+    # neither a reduced-size check nor another tie rule may stand in for a seed of the headline cell
+    recs += [_local("small", "wanda", 0, 1.0, nsamples=8, finished="2026-01-01T00:00:00+00:00")]
+    recs += [_local("tie", "wanda", 1, 2.0, tie_break="high_index", finished="2026-01-01T00:00:00+00:00")]
+    df = paper_tables.get("esparse_t1")(rec_io.load_records(write(tmp_path, *recs)))
+    wanda = cell(df, "Wanda, 2:4", "LLaMA-7B", "smollm2_135m")
+    assert wanda["ours"] == pytest.approx(180.0) and wanda["sd"] == pytest.approx(10.0) and wanda["n"] == 3
+    assert wanda["config_hash"] == "w0 w1 w2"
+    gpt = cell(df, "SparseGPT, 2:4", "LLaMA-7B", "smollm2_135m")
+    assert gpt["vs_best"] == "best"
+    # Wanda - SparseGPT = 90, 98, 79 on the three seeds: separable; p from the paired t-test by hand
+    d = [90.0, 98.0, 79.0]
+    mean = sum(d) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    from scipy import stats
+
+    p = 2 * stats.t.sf(mean / (sd / math.sqrt(3)), 2)
+    assert wanda["vs_best"] == f"worse (p={p:.2g}, n=3)"
+
+
+def test_local_sizes_are_the_yaml_defaults():
+    import yaml
+
+    cal = yaml.safe_load((ROOT / "conf" / "calibration" / "bundled_wiki.yaml").read_text())
+    ev = yaml.safe_load((ROOT / "conf" / "eval" / "default.yaml").read_text())
+    assert {
+        "nsamples": cal["nsamples"],
+        "cal_seqlen": cal["seqlen"],
+        "eval_nsamples": ev["ppl"]["nsamples"],
+        "eval_seqlen": ev["ppl"]["seqlen"],
+    } == matching.LOCAL_SIZES
