@@ -24,10 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from esparse import tracking
+from esparse.models.arch import arch_from_hf_config, normalize_arch
 
 BACKENDS = ("cusparselt", "cutlass")
-FAMILIES = ("llama", "opt", "gemma3")
-
 #: E-Sparse's table rows; ``q``/``kv`` split ``qkv`` when grouped-query attention makes them differ.
 LABELS = {
     "qkv": "Q/K/V",
@@ -36,15 +35,6 @@ LABELS = {
     "att_out": "Att_Out",
     "ffn1": "FFN-1",
     "ffn2": "FFN-2",
-}
-
-#: transformers ``model_type`` -> the family whose module layout memory accounting knows exactly
-MODEL_TYPES = {
-    "llama": "llama",
-    "mistral": "llama",
-    "opt": "opt",
-    "gemma3_text": "gemma3",
-    "gemma3": "gemma3",
 }
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -85,40 +75,6 @@ class LinearShape:
         return LABELS[self.name]
 
 
-def normalize_arch(arch: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill family defaults and validate a HF-config-like mapping; returns a plain dict."""
-    family = arch.get("family")
-    if family not in FAMILIES:
-        raise ValueError(f"arch family={family!r} is not one of {list(FAMILIES)}")
-    a = dict(arch)
-    if family == "opt" and "intermediate_size" not in a:
-        a["intermediate_size"] = a.get("ffn_dim")
-    required = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
-    for key in required:
-        value = a.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"arch {key}={value!r} must be a positive int")
-    heads = a["num_attention_heads"]
-    a["num_key_value_heads"] = int(a.get("num_key_value_heads") or heads)
-    if a.get("head_dim") is None:
-        if a["hidden_size"] % heads:
-            raise ValueError(f"arch hidden_size={a['hidden_size']} is not divisible by heads={heads}")
-        a["head_dim"] = a["hidden_size"] // heads
-    if heads % a["num_key_value_heads"]:
-        raise ValueError(f"arch num_key_value_heads={a['num_key_value_heads']} does not divide heads={heads}")
-    a.setdefault("tie_word_embeddings", family != "llama")
-    if family == "opt":
-        a.setdefault("max_position_embeddings", 2048)
-        a.setdefault("enable_bias", True)
-        proj = a.get("word_embed_proj_dim", a["hidden_size"])
-        if proj != a["hidden_size"]:
-            raise ValueError(f"arch word_embed_proj_dim={proj} != hidden_size (OPT-350m layout) is not supported")
-    else:
-        a.setdefault("attention_bias", False)
-        a.setdefault("mlp_bias", False)
-    return a
-
-
 def linear_shapes(arch: Mapping[str, Any]) -> list[LinearShape]:
     """The block's linear kinds, as in E-Sparse's GEMM table (weights are ``out × in``)."""
     a = normalize_arch(arch)
@@ -144,67 +100,6 @@ def linear_shapes(arch: Mapping[str, Any]) -> list[LinearShape]:
         LinearShape("ffn1", inter, h, 2, mlp_b),  # gate and up
         LinearShape("ffn2", h, inter, 1, mlp_b),
     ]
-
-
-def arch_from_hf_config(config: Any) -> dict[str, Any]:
-    """The arch mapping of a transformers config object (a multimodal Gemma 3 uses its text part)."""
-    model_type = getattr(config, "model_type", None)
-    if model_type == "gemma3" and hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-        model_type = getattr(config, "model_type", model_type)
-    family = MODEL_TYPES.get(model_type)
-    if family is None:
-        raise ValueError(f"model_type={model_type!r} has no memory layout here; known: {sorted(MODEL_TYPES)}")
-    keys = (
-        "hidden_size", "intermediate_size", "ffn_dim", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "max_position_embeddings",
-        "enable_bias", "word_embed_proj_dim", "attention_bias", "mlp_bias",
-    )  # fmt: skip
-    arch: dict[str, Any] = {"family": family}
-    for key in keys:
-        value = getattr(config, key, None)
-        if value is not None:
-            arch[key] = value
-    if family == "opt":
-        arch["intermediate_size"] = arch.pop("ffn_dim", None)
-    return normalize_arch(arch)
-
-
-def _llama(h: int, inter: int, layers: int, heads: int, kv: int | None = None, vocab: int = 32000) -> dict:
-    return {
-        "family": "llama", "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "num_key_value_heads": kv or heads, "vocab_size": vocab,
-        "tie_word_embeddings": False,
-    }  # fmt: skip
-
-
-def _opt(h: int, ffn: int, layers: int, heads: int) -> dict:
-    return {
-        "family": "opt", "hidden_size": h, "intermediate_size": ffn, "num_hidden_layers": layers,
-        "num_attention_heads": heads, "vocab_size": 50272, "max_position_embeddings": 2048,
-        "tie_word_embeddings": True,
-    }  # fmt: skip
-
-
-#: published configs of the papers' models, so their memory is computable without weights
-PAPER_ARCHS: dict[str, dict[str, Any]] = {
-    "llama7b": _llama(4096, 11008, 32, 32),
-    "llama13b": _llama(5120, 13824, 40, 40),
-    "llama30b": _llama(6656, 17920, 60, 52),
-    "llama65b": _llama(8192, 22016, 80, 64),
-    "llama2-7b": _llama(4096, 11008, 32, 32),
-    "llama2-13b": _llama(5120, 13824, 40, 40),
-    "llama2-70b": _llama(8192, 28672, 80, 64, kv=8),
-    "opt-6.7b": _opt(4096, 16384, 32, 32),
-    "opt-30b": _opt(7168, 28672, 48, 56),
-}
-
-#: the embedded default model (SmolLM2-135M-Instruct)
-DEFAULT_ARCH: dict[str, Any] = {
-    "family": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
-    "tie_word_embeddings": True,
-}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

