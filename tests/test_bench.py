@@ -231,8 +231,8 @@ def test_check_close_raises_on_wrong_result():
 
 def _fake_kernel(monkeypatch, convert):
     """Pretend the kernel exists: 'semi-structured' weights are plain tensors from ``convert``."""
-    monkeypatch.setattr(bench, "kernel_available", lambda *a, **k: (True, "fake kernel"))
-    monkeypatch.setattr(bench, "to_semi_structured", lambda w, backend="cusparselt": convert(w))
+    monkeypatch.setattr(bench.gemm, "kernel_available", lambda *a, **k: (True, "fake kernel"))
+    monkeypatch.setattr(bench.gemm, "to_semi_structured", lambda w, backend="cusparselt": convert(w))
 
 
 def test_gemm_bench_sparse_path_times_and_checks(monkeypatch):
