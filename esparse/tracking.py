@@ -42,6 +42,10 @@ LEGACY_PIQA_DATA_DIR = "../shared/data/piqa"
 #: per-corpus keys added later; left out of the hash while they hold their default (None), so every
 #: config that does not use them keeps its hash
 HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
+#: bench keys whose defaults lived in Python until conf/bench/default.yaml held them, with the value
+#: they had then; left out of the hash while they hold it, so every config keeps its hash
+HASH_NEUTRAL_BENCH_KEYS = {"device": None, "memory_dtype_bytes": 2, "e2e_batch_sizes": [1, 8, 16, 64],
+                           "prompt_len": 128, "gen_len": 32}  # fmt: skip
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,18 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
             else d
             for name, d in view["data"].items()
         }
+    if isinstance(view.get("bench"), Mapping):
+        view["bench"] = {
+            k: v
+            for k, v in view["bench"].items()
+            if not (k in HASH_NEUTRAL_BENCH_KEYS and _plain(v) == HASH_NEUTRAL_BENCH_KEYS[k])
+        }
     return view
+
+
+def _plain(value: Any) -> Any:
+    """A list for a tuple too (Python callers), so a default compares equal however it was spelled."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:

@@ -49,3 +49,14 @@ def test_new_keys_change_the_hash_only_when_set():
     split = normalize(compose_cfg(["data.wikitext2.path=/x.txt", "data.wikitext2.split_percent=20"]))
     piqa = normalize(compose_cfg(["eval.zeroshot.data_dir=/elsewhere"]))
     assert len({config_hash(base), config_hash(split), config_hash(piqa)}) == 3
+
+
+def test_bench_keys_moved_into_the_yaml_change_the_hash_only_when_set():
+    """device, memory_dtype_bytes, e2e_batch_sizes, prompt_len and gen_len had Python defaults until
+    conf/bench/default.yaml held them: at those values they leave the hash as it was."""
+    base = normalize(compose_cfg([]))
+    assert base["bench"]["prompt_len"] == 128 and base["bench"]["e2e_batch_sizes"] == [1, 8, 16, 64]
+    without = {**base, "bench": {k: v for k, v in base["bench"].items() if k not in ("prompt_len", "gen_len")}}
+    assert config_hash(without) == config_hash(base)
+    assert config_hash(normalize(compose_cfg(["bench.prompt_len=64"]))) != config_hash(base)
+    assert config_hash(normalize(compose_cfg(["bench.e2e_batch_sizes=[1]"]))) != config_hash(base)

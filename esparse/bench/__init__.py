@@ -38,14 +38,14 @@ from esparse.bench.memory import (
 )
 from esparse.bench.schema import bench_env, device_slug, write_json_atomic
 from esparse.bench.shapes import LABELS, LinearShape, linear_shapes
-from esparse.bench.stage import DEFAULT_CFG, run_bench
+from esparse.bench.stage import bench_defaults, run_bench
 
 __all__ = [
     "BACKENDS",
-    "DEFAULT_CFG",
     "LABELS",
     "BenchCorrectnessError",
     "LinearShape",
+    "bench_defaults",
     "bench_env",
     "block_linears",
     "breakeven_tokens",

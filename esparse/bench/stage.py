@@ -13,23 +13,13 @@ from esparse.bench.e2e import e2e_latency
 from esparse.bench.gemm import breakeven_tokens, gemm_table
 from esparse.bench.kernels import device_name, kernel_available, resolve_dtype
 from esparse.bench.memory import model_memory
+from esparse.conf_files import conf_file
 from esparse.models.arch import arch_from_hf_config
 
-#: CPU-sized defaults (the default model's bench runs in seconds); the paper grid is a config away
-DEFAULT_CFG: dict[str, Any] = {
-    "device": None,  # None: cuda when present, else cpu
-    "batch_sizes": (1,),
-    "seqlens": (128,),
-    "repeats": 5,
-    "warmup": 2,
-    "dtype": "float16",  # CPU runs use float32
-    "backend": "cusparselt",
-    "memory_dtype_bytes": 2,  # memory is reported for fp16 storage, the deployed format
-    "e2e": False,
-    "e2e_batch_sizes": (1, 8, 16, 64),
-    "prompt_len": 128,
-    "gen_len": 32,
-}
+
+def bench_defaults() -> dict[str, Any]:
+    """The stage's defaults: ``conf/bench/default.yaml``, the file a run composes (no Python copy)."""
+    return conf_file("bench", "default")
 
 
 def _stage_key(row: Mapping[str, Any]) -> str:
@@ -47,10 +37,11 @@ def run_bench(model: nn.Module, cfg: Mapping[str, Any] | None = None) -> dict[st
     with ``e2e``: ``bench/e2e/b<B>/{prefill_ms,decode_ms}`` and their ``sparse_``/``speedup`` twins.
     """
     cfg = dict(cfg or {})
-    unknown = sorted(k for k in cfg if k not in DEFAULT_CFG and k != "name" and not k.startswith("_"))
+    defaults = bench_defaults()
+    unknown = sorted(k for k in cfg if k not in defaults and k != "name" and not k.startswith("_"))
     if unknown:
-        raise ValueError(f"unknown bench config keys {unknown}; known: {sorted(DEFAULT_CFG)}")
-    c = {**DEFAULT_CFG, **cfg}
+        raise ValueError(f"unknown bench config keys {unknown}; known: {sorted(defaults)}")
+    c = {**defaults, **cfg}
     device = torch.device(c["device"] or ("cuda" if torch.cuda.is_available() else "cpu"))
     dt = resolve_dtype(c["dtype"], device)
     backend = str(c["backend"])
