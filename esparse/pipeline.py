@@ -237,7 +237,7 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
         from esparse.bench import run_bench
 
         with run_.stage("bench"):
-            metrics.update(run_bench(model, dict(cfg.get("bench") or {})))
+            metrics.update(run_bench(model, dict(cfg.get("bench") or {}), rec["details"]))
     del adapter
 
 

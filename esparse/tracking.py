@@ -90,8 +90,10 @@ def record_path(results_dir: str | Path, chash: str) -> Path:
     return Path(results_dir) / "runs" / f"{chash}.json"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half."""
+def write_json_atomic(path: str | Path, data: Any, compact: bool = False) -> Path:
+    """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half.
+
+    ``compact`` writes no indentation or spaces (files of long number lists stay small)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -100,7 +102,8 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; records are meant to be shared
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+            json.dump(data, fh, sort_keys=False, default=str, **layout)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -9,7 +9,8 @@ Where the kernels cannot run (CPU, pre-Ampere GPU, a torch build without them) t
 
 One idea per module: ``shapes`` (a block's linear kinds), ``memory`` (byte arithmetic),
 ``kernels`` (the semi-structured kernels and their correctness check), ``gemm`` (per-layer timing),
-``e2e`` (end-to-end latency), ``stage`` (the pipeline's bench stage), ``schema`` (bench output).
+``e2e`` (end-to-end latency), ``stage`` (the pipeline's bench stage), ``schema`` (the one format of
+every bench file, and its writer).
 Architectures come from the catalogue, ``esparse.models.arch``.
 """
 
@@ -36,17 +37,19 @@ from esparse.bench.memory import (
     model_memory,
     prune_memory,
 )
-from esparse.bench.schema import bench_env, device_slug, write_json_atomic
+from esparse.bench.schema import COLUMNS, SCHEMA_VERSION, bench_record, device_slug, write_bench_record
 from esparse.bench.shapes import LABELS, LinearShape, linear_shapes
 from esparse.bench.stage import bench_defaults, run_bench
 
 __all__ = [
     "BACKENDS",
+    "COLUMNS",
     "LABELS",
     "BenchCorrectnessError",
     "LinearShape",
+    "SCHEMA_VERSION",
     "bench_defaults",
-    "bench_env",
+    "bench_record",
     "block_linears",
     "breakeven_tokens",
     "check_close",
@@ -70,5 +73,5 @@ __all__ = [
     "to_semi_structured",
     "to_semi_structured_",
     "use_backend",
-    "write_json_atomic",
+    "write_bench_record",
 ]

@@ -13,6 +13,7 @@ from esparse.bench.e2e import e2e_latency
 from esparse.bench.gemm import breakeven_tokens, gemm_table
 from esparse.bench.kernels import device_name, kernel_available, resolve_dtype
 from esparse.bench.memory import model_memory
+from esparse.bench.schema import bench_record
 from esparse.conf_files import conf_file
 from esparse.models.arch import arch_from_hf_config
 
@@ -28,13 +29,17 @@ def _stage_key(row: Mapping[str, Any]) -> str:
     return f"decode_b{row['batch']}"
 
 
-def run_bench(model: nn.Module, cfg: Mapping[str, Any] | None = None) -> dict[str, float | bool | str]:
+def run_bench(
+    model: nn.Module, cfg: Mapping[str, Any] | None = None, details: dict[str, Any] | None = None
+) -> dict[str, float | bool | str]:
     """The pipeline's ``bench`` stage: memory, per-layer GEMM and (optionally) end-to-end, as flat metrics.
 
     Keys: ``bench/available``, ``bench/reason``, ``bench/memory/{dense_bytes,compressed_bytes,ratio}``,
     ``bench/gemm/<layer>/<stage>/dense_ms`` with stage ``context_b<B>_s<S>`` or ``decode_b<B>``,
     plus ``sparse_ms``/``speedup`` and ``bench/gemm/<layer>/breakeven_tokens`` only where timed;
     with ``e2e``: ``bench/e2e/b<B>/{prefill_ms,decode_ms}`` and their ``sparse_``/``speedup`` twins.
+    The metrics keep the medians a table needs; with ``details`` (the run record's), every GEMM row
+    goes to ``details["bench"]`` as a bench record of kind ``gemm``, the format every bench file has.
     """
     cfg = dict(cfg or {})
     defaults = bench_defaults()
@@ -78,6 +83,9 @@ def run_bench(model: nn.Module, cfg: Mapping[str, Any] | None = None) -> dict[st
     for (layer, _), tokens in breakeven_tokens(rows).items():
         if tokens is not None:
             metrics[f"bench/gemm/{layer}/breakeven_tokens"] = float(tokens)
+    if details is not None:
+        what = "per-layer GEMM of the loaded model's block linears, dense F.linear vs 2:4 semi-structured"
+        details["bench"] = bench_record("gemm", c, rows, what=what, device=str(device))
 
     if c["e2e"]:
         metrics.update(_e2e_metrics(model, c, device, dt, backend))
