@@ -11,7 +11,6 @@ invented numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -151,22 +150,23 @@ def load_inputs(results_dir: str | Path) -> Inputs:
     obs = []
     for path in sorted((results / "observations").glob("*.json")):
         try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"skip {path}: {type(e).__name__}: {e}")
+            rec = rec_io.read_bench_record(path, kind="observations")
+        except rec_io.BenchRecordError as e:
+            print(f"skip {e}")
             continue
-        if isinstance(d, dict) and isinstance(d.get("layers"), list) and d["layers"]:
-            d.setdefault("model", path.stem)
-            obs.append(d)
+        if rec["rows"]:
+            cfg = rec["config"]
+            obs.append({"model": cfg.get("model", path.stem), "calibration": cfg.get("calibration", {}),
+                        "layers": rec["rows"]})  # fmt: skip
     obs.sort(key=lambda d: (d.get("model") != DEFAULT_MODEL, str(d.get("model"))))
     records, _ = rec_io.read_records(results)
     bench_path = results / "bench" / "permutation.json"
     bench = None
     if bench_path.is_file():
         try:
-            bench = json.loads(bench_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"skip {bench_path}: {type(e).__name__}: {e}")
+            bench = rec_io.read_bench_record(bench_path, kind="permutation")
+        except rec_io.BenchRecordError as e:
+            print(f"skip {e}")
     return Inputs(obs, records, bench, results)
 
 
@@ -346,14 +346,10 @@ def permutation_retained(inp: Inputs):
     """Retained score per permutation method: per matrix from the permutation bench (fraction of
     the unstructured bound vs seconds) and per whole model from run records (gain over no shuffle)."""
     bench_rows = []
-    for case in (inp.permutation_bench or {}).get("results", []) or []:
-        for r in case.get("rows", []) or []:
-            secs, _ = rec_io.bench_wall_seconds(r)
-            if r.get("retained_over_bound") is not None and secs is not None:
-                label = r.get("label") or r.get("method")
-                bench_rows.append({"case": f"{case.get('case', '?')} {case.get('n', '?')}:{case.get('m', '?')}",
-                                   "label": label, "method": label,
-                                   "ret": float(r["retained_over_bound"]), "seconds": float(secs)})  # fmt: skip
+    for r in rec_io.widest_timings((inp.permutation_bench or {}).get("rows", [])):
+        if r.get("retained_over_bound") is not None and r.get("seconds") is not None:
+            bench_rows.append({"case": f"{r['case']} {r['n']}:{r['m']}", "label": r["label"], "method": r["label"],
+                               "ret": float(r["retained_over_bound"]), "seconds": float(r["seconds"])})  # fmt: skip
     gains = retained_gains(inp.records)
     gains = gains[gains["shuffle"] != "none"]
     if not bench_rows and gains.empty:

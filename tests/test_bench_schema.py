@@ -1,14 +1,20 @@
-"""The one bench-record schema: what the writer puts in a file, what it refuses, and the pipeline
-stage's record of its GEMM rows."""
+"""The one bench-record schema: what the writer (esparse.bench.schema) puts in a file and refuses,
+the pipeline stage's record of its GEMM rows, the reader (analysis.records) of the same files and
+what it refuses, the committed files, and the migration of the older shapes."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_bench import tiny_llama
 
+from analysis import records as rec_io
 from esparse import bench, provenance
+from esparse.models.arch import model_arch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_bench_record_has_every_schema_field_and_this_process_environment(tmp_path):
@@ -57,3 +63,72 @@ def test_the_bench_stage_keeps_its_gemm_rows_as_a_bench_record():
         key = f"bench/gemm/{r['layer']}/" + ("context_b1_s8" if r["stage"] == "context" else "decode_b1")
         assert metrics[f"{key}/dense_ms"] == r["dense_ms"]
     json.dumps(rec, allow_nan=False)
+
+
+# ---------------------------------------------------------------- the reader (analysis) of the same schema
+
+
+def test_reader_and_writer_agree_on_the_schema():
+    assert rec_io.BENCH_SCHEMA_VERSION == bench.SCHEMA_VERSION
+    assert set(rec_io.BENCH_KINDS) == set(bench.COLUMNS)
+    for kind, needed in rec_io.BENCH_KINDS.items():
+        assert set(needed) <= set(bench.COLUMNS[kind]), kind
+
+
+def test_round_trip_gemm_rows_of_a_grouped_query_model_keep_their_kv_rows(tmp_path):
+    arch = model_arch("smollm2_135m")  # 9 query heads, 3 key/value heads: q and kv differ
+    shapes = [s for s in bench.linear_shapes(arch) if s.name in ("q", "kv")]
+    rows = bench.gemm_table(arch, [1], [4], device="cpu", repeats=1, warmup=0, shapes=shapes)
+    rows = [{"model": "smollm2_135m", **r} for r in rows]
+    path = bench.write_bench_record(tmp_path / "bench" / "gemm_cpu.json", "gemm", {"repeats": 1}, rows, what="gemm")
+    rec = rec_io.read_bench_record(path, kind="gemm")
+    assert rec == json.loads(path.read_text()) and rec["rows"] == json.loads(json.dumps(rows))
+    got, warnings = rec_io.read_bench_files(tmp_path)
+    assert not warnings and [r["layer"] for r in got] == ["q", "q", "kv", "kv"]
+    kv = [r for r in got if r["layer"] == "kv"]
+    assert [r["stage"] for r in kv] == ["context", "decode"] and [r["tokens"] for r in kv] == [4.0, 1.0]
+    assert all(r["model"] == "smollm2_135m" and r["dense_ms"] > 0 and r["source"] == "bench:gemm_cpu.json" for r in kv)
+
+
+def test_round_trip_memory_and_permutation_rows(tmp_path):
+    report = bench.memory_report(model_arch("llama7b"))
+    bench.write_bench_record(tmp_path / "bench" / "memory.json", "memory", {"n": 2, "m": 4},
+                             [{"model": "llama7b", **report}], what="bytes")  # fmt: skip
+    perm = {"case": "synthetic 8x8", "model": "synthetic", "rows": 8, "cols": 8, "n": 2, "m": 4, "method": "ria_cp",
+            "kwargs": {}, "label": "ria_cp", "device": "cpu (x, 2 cores)", "retained_over_bound": 0.9}  # fmt: skip
+    rows = [{**perm, "threads": 1, "seconds": 0.5}, {**perm, "threads": 2, "seconds": 0.3}]
+    bench.write_bench_record(tmp_path / "bench" / "permutation.json", "permutation", {}, rows, what="perm")
+    got, warnings = rec_io.read_bench_files(tmp_path)
+    assert not warnings
+    mem, per = got
+    assert (mem["model"], mem["dense_bytes"], mem["compressed_bytes"]) == ("llama7b", 13_476_831_232, 7_810_326_528)
+    assert (mem["device"], mem["pattern"]) == (rec_io.MEMORY_DEVICE, "2:4")
+    assert (per["shuffle"], per["seconds"], per["rows"], per["pattern"]) == ("ria_cp", 0.3, 8.0, "2:4")  # widest
+
+
+def test_reader_refuses_anything_else_naming_the_file_and_what_is_wrong(tmp_path):
+    bench_dir = tmp_path / "bench"
+    bench_dir.mkdir()
+    old = bench_dir / "old_gemm.json"
+    old.write_text(json.dumps({"arch": "llama7b", "env": {}, "rows": [{"layer": "qkv", "dense_ms": 1.0}]}))
+    with pytest.raises(rec_io.BenchRecordError, match=r"old_gemm\.json: not a bench record: no schema_version"):
+        rec_io.read_bench_record(old)
+    good = bench.bench_record("memory", {}, [{"model": "m", "dense_bytes": 2, "compressed_bytes": 1}], what="x")
+    cases = {
+        "future.json": ({**good, "schema_version": 99}, "schema_version 99"),
+        "kind.json": ({**good, "kind": "latency"}, "kind 'latency' is not one of"),
+        "norows.json": ({k: v for k, v in good.items() if k != "rows"}, "rows is missing, not a list"),
+        "extra_col.json": ({**good, "rows": [{**good["rows"][0], "dense_gb": 1}]}, r"row 0 has undeclared .*dense_gb"),
+        "lacking.json": ({**good, "rows": [{"model": "m"}]}, r"row 0 lacks \['dense_bytes', 'compressed_bytes'\]"),
+        "list.json": ([good], "holds a JSON list"),
+    }
+    for name, (doc, why) in cases.items():
+        (bench_dir / name).write_text(json.dumps(doc))
+        with pytest.raises(rec_io.BenchRecordError, match=why):
+            rec_io.read_bench_record(bench_dir / name)
+    (bench_dir / "ok.json").write_text(json.dumps(good))
+    with pytest.raises(rec_io.BenchRecordError, match=r"ok\.json: not a bench record: kind 'memory', expected 'gemm'"):
+        rec_io.read_bench_record(bench_dir / "ok.json", kind="gemm")
+    rows, warnings = rec_io.read_bench_files(tmp_path)
+    assert rows == [{**rows[0]}] and rows[0]["model"] == "m"  # ok.json alone is read
+    assert sorted(w.split(":")[0].rsplit("/", 1)[-1] for w in warnings) == sorted(["old_gemm.json", *cases])
