@@ -132,3 +132,14 @@ def test_reader_refuses_anything_else_naming_the_file_and_what_is_wrong(tmp_path
     rows, warnings = rec_io.read_bench_files(tmp_path)
     assert rows == [{**rows[0]}] and rows[0]["model"] == "m"  # ok.json alone is read
     assert sorted(w.split(":")[0].rsplit("/", 1)[-1] for w in warnings) == sorted(["old_gemm.json", *cases])
+
+
+def test_every_committed_bench_file_is_a_bench_record():
+    files = sorted((ROOT / "results" / "bench").glob("*.json")) + sorted(
+        (ROOT / "results" / "observations").glob("*.json")
+    )
+    assert files
+    for path in files:
+        rec = rec_io.read_bench_record(path)
+        if "migrated_from" in rec:
+            assert rec["migrated_from"]["by"] == "scripts/migrate_bench_records.py" and rec["measured_at"] is None
