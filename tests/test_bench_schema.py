@@ -143,3 +143,22 @@ def test_every_committed_bench_file_is_a_bench_record():
         rec = rec_io.read_bench_record(path)
         if "migrated_from" in rec:
             assert rec["migrated_from"]["by"] == "scripts/migrate_bench_records.py" and rec["measured_at"] is None
+
+
+def test_a_run_with_the_bench_stage_keeps_its_gemm_rows_beside_the_metrics(tiny_model_dir, text_corpus, tmp_path):
+    from helpers import compose_cfg, tiny_overrides
+
+    from esparse.pipeline import run
+
+    over = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    over += ["metric=wanda", "stages=[prune,bench]", "bench.repeats=1", "bench.warmup=0", "bench.seqlens=[8]"]
+    rec = run(compose_cfg(over))
+    on_disk = json.loads((tmp_path / "results" / "runs" / f"{rec['config_hash']}.json").read_text())
+    gemm = on_disk["details"]["bench"]
+    assert not rec_io.bench_record_problems(gemm, kind="gemm")
+    assert gemm["config"]["seqlens"] == [8] and gemm["environment"]["device"] == "cpu"
+    for r in gemm["rows"]:
+        key = f"bench/gemm/{r['layer']}/" + ("context_b1_s8" if r["stage"] == "context" else "decode_b1")
+        assert on_disk["metrics"][f"{key}/dense_ms"] == r["dense_ms"]
+    from_metrics = rec_io.bench_rows_from_records(rec_io.load_records(tmp_path / "results"))
+    assert {r["layer"] for r in from_metrics if r["layer"]} == {r["layer"] for r in gemm["rows"]}
