@@ -1,9 +1,10 @@
 """Bench rows: ``results/bench/*.json`` and the records' own ``bench/...`` metrics as one DataFrame.
 
-The bench tables (E-Sparse T5/T6, RIA T5/T11) and the permutation figure read these rows, never the
-files, so every shape a bench file comes in (and every spelling of a layer, stage or arch) is
-mapped here, once; a file of a shape not known is skipped with a warning line. Kept apart from
-``records`` because the bench file format changes on its own schedule (esparse/bench*).
+The bench tables (E-Sparse T5/T6, RIA T5/T11) and the figures read these rows, never the files. Every
+bench file is a record of one schema (``esparse.bench.schema``: version, kind, environment, config,
+declared columns, rows); a file of any other shape is refused with a message naming the file and
+what is wrong, and ``make tables`` skips it. Kept apart from ``records`` because bench records are a
+kind of their own (no config hash, no stages).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.records import _mtime, _utc, done, is_missing
+from analysis.records import _utc, done, is_missing
 
 BENCH_COLUMNS = (
     "source",
@@ -43,63 +44,49 @@ BENCH_COLUMNS = (
     "finished_at",
 )
 
-#: a bench row's layer name -> the paper's GEMM kind (separate q/k/v or gate/up rows are summed)
-LAYER_ALIASES = {
-    "qkv": (
-        "qkv",
-        "q/k/v",
-        "q_k_v",
-        "qkv_proj",
-        "query_key_value",
-        "attn_qkv",
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "q",
-        "k",
-        "v",
+#: the bench-record schema ``esparse.bench.schema`` writes (its ``SCHEMA_VERSION``). No esparse import
+#: here, so the number is repeated; tests/test_bench_schema.py checks that the two agree
+BENCH_SCHEMA_VERSION = 1
+#: per bench kind, the columns the tables and figures read: a record declares them and every row holds
+#: them; kinds whose rows no table reads have none
+BENCH_KINDS: dict[str, tuple[str, ...]] = {
+    "gemm": ("layer", "stage", "tokens", "dense_ms", "backend", "device", "dtype"),
+    "memory": ("model", "dense_bytes", "compressed_bytes"),
+    "prune_memory": (),
+    "permutation": (
+        "case",
+        "model",
+        "rows",
+        "cols",
+        "n",
+        "m",
+        "method",
+        "label",
+        "device",
+        "threads",
+        "seconds",
+        "retained_over_bound",
     ),
-    "att_out": ("att_out", "attn_out", "attention_output", "o_proj", "out_proj", "o", "dense"),
-    "ffn1": (
-        "ffn1",
-        "ffn-1",
-        "ffn_1",
-        "fc1",
-        "up",
-        "up_proj",
-        "gate",
-        "gate_proj",
-        "gate_up",
-        "gate_up_proj",
-        "w1",
-        "w3",
-    ),
-    "ffn2": ("ffn2", "ffn-2", "ffn_2", "fc2", "down", "down_proj", "w2"),
+    "observations": ("name", "block", "linear", "in_features", "channels", "degree", "retained_share"),
 }
-STAGE_ALIASES = {
-    "context": ("context", "context-stage", "context_stage", "prefill", "ctx", "prompt"),
-    "decode": ("decode", "decoder", "decoding", "generation", "generate", "gen", "token"),
+#: the device column of memory rows: bytes are arithmetic on the architecture, no device measured them
+MEMORY_DEVICE = "computed from shapes"
+STAGES = ("context", "decode")
+#: the fields every bench record has, with their JSON type
+_RECORD_FIELDS = {
+    "what": (str, "a string"),
+    "measured_at": ((str, type(None)), "an ISO time or null"),
+    "environment": (Mapping, "an object"),
+    "config": (Mapping, "an object"),
+    "columns": (Mapping, "an object"),
+    "rows": (list, "a list"),
+    "extra": (Mapping, "an object"),
 }
-SHUFFLE_ALIASES = {
-    "cp": "ria_cp_lsa",
-    "cp_lsa": "ria_cp_lsa",
-    "channel_permutation": "ria_cp_lsa",
-    "cp_heuristic": "ria_cp",
-    "pool_yu": "greedy",
-}
-_LAYER = {alias: kind for kind, names in LAYER_ALIASES.items() for alias in names}
-_STAGE = {alias: stage for stage, names in STAGE_ALIASES.items() for alias in names}
 
 
-def normalize_layer(name: Any) -> str | None:
-    if name is None:
-        return None
-    key = str(name).strip().lower()
-    return _LAYER.get(key) or _LAYER.get(key.split(".")[-1])
+class BenchRecordError(ValueError):
+    """A file that is not a bench record of the schema; the message names the file and what is wrong."""
 
-
-def normalize_stage(name: Any) -> str | None:
-    return None if name is None else _STAGE.get(str(name).strip().lower())
 
 
 _STAGE_KEY = re.compile(r"^(?P<stage>[a-z_-]+?)(?:_b(?P<b>\d+))?(?:_s(?P<s>\d+))?$")
@@ -110,22 +97,12 @@ def parse_stage(key: str) -> tuple[str | None, float | None]:
     ``decode_b8`` -> (decode, 8), ``context`` -> (context, None)."""
     m = _STAGE_KEY.match(str(key).strip().lower())
     if not m:
-        return normalize_stage(key), None
-    stage = normalize_stage(m["stage"])
+        return None, None
+    stage = m["stage"] if m["stage"] in STAGES else None
     b, s = m["b"], m["s"]
     if b is None:
         return stage, None
     return stage, float(int(b) * (int(s) if (s and stage == "context") else 1))
-
-
-def normalize_model(name: Any) -> str | None:
-    """Bench files spell archs ``llama2-7b`` / ``opt-6.7b``; the registry says llama2_7b / opt6.7b."""
-    if is_missing(name) or name == "":
-        return None
-    s = str(name).strip().lower()
-    if s.startswith("opt-"):
-        s = "opt" + s[4:]
-    return s.replace("-", "_")
 
 
 def _num(v: Any) -> float | None:
@@ -138,143 +115,137 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
-def _shuffle(name: Any) -> str | None:
-    if name is None:
-        return None
-    key = str(name).strip().lower()
-    return SHUFFLE_ALIASES.get(key, key)
-
-
-def _shape(row: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    r, c = _num(row.get("rows")), _num(row.get("cols"))
-    shape = row.get("shape") or row.get("size")
-    if (r is None or c is None) and isinstance(shape, (list, tuple)) and len(shape) == 2:
-        r, c = _num(shape[0]), _num(shape[1])
-    elif (r is None or c is None) and isinstance(shape, str):
-        mm = re.fullmatch(r"\s*(\d+)\s*[x×*]\s*(\d+)\s*", shape)
-        if mm:
-            r, c = float(mm.group(1)), float(mm.group(2))
-    return r, c
-
-
-def _bench_row(row: Mapping[str, Any], defaults: Mapping[str, Any], source: str) -> dict[str, Any]:
-    merged = {**defaults, **row}
-    rows, cols = _shape(merged)
-    escapes = _num(merged.get("escapes"))
+def _bench_row(row: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """One row of BENCH_COLUMNS from a bench record's row or a run record's bench metrics."""
+    escapes = _num(row.get("escapes"))
     return {
         "source": source,
-        "config_hash": merged.get("config_hash"),
-        "model": normalize_model(merged.get("model") or merged.get("arch")),
-        "device": merged.get("device"),
-        "backend": (str(merged["backend"]).lower() if merged.get("backend") else None),
-        "dtype": merged.get("dtype"),
-        "pattern": merged.get("pattern"),
-        "layer": normalize_layer(merged.get("kind") or merged.get("layer") or merged.get("name")),
-        "stage": normalize_stage(merged.get("stage")),
-        "tokens": _num(merged.get("tokens")),
-        "dense_ms": _num(merged.get("dense_ms")),
-        "sparse_ms": _num(merged.get("sparse_ms")),
-        "speedup": _num(merged.get("speedup")),
-        "shuffle": _shuffle(merged.get("shuffle") or merged.get("method")),
+        "config_hash": row.get("config_hash"),
+        "model": None if is_missing(row.get("model")) or row.get("model") == "" else str(row["model"]),
+        "device": row.get("device"),
+        "backend": (str(row["backend"]).lower() if row.get("backend") else None),
+        "dtype": row.get("dtype"),
+        "pattern": row.get("pattern"),
+        "layer": row.get("layer"),
+        "stage": row.get("stage"),
+        "tokens": _num(row.get("tokens")),
+        "dense_ms": _num(row.get("dense_ms")),
+        "sparse_ms": _num(row.get("sparse_ms")),
+        "speedup": _num(row.get("speedup")),
+        "shuffle": row.get("shuffle"),
         "escapes": 0.0 if escapes is None else escapes,
-        "rows": rows,
-        "cols": cols,
-        "seconds": _num(merged.get("seconds")),
-        "dense_bytes": _num(merged.get("dense_bytes")),
-        "compressed_bytes": _num(merged.get("compressed_bytes")),
-        "finished_at": _utc(merged.get("finished_at") or merged.get("created_at") or merged.get("timestamp")),
+        "rows": _num(row.get("rows")),
+        "cols": _num(row.get("cols")),
+        "seconds": _num(row.get("seconds")),
+        "dense_bytes": _num(row.get("dense_bytes")),
+        "compressed_bytes": _num(row.get("compressed_bytes")),
+        "finished_at": _utc(row.get("finished_at")),
     }
 
 
+def bench_record_problems(doc: Any, kind: str | None = None) -> list[str]:
+    """What keeps ``doc`` from being a bench record of the schema (of ``kind``, if given); empty: none."""
+    if not isinstance(doc, Mapping):
+        return [f"the file holds a JSON {type(doc).__name__}, not an object"]
+    version = doc.get("schema_version")
+    if version is None:
+        old = f"an older bench shape (keys {sorted(doc)[:8]})"
+        how = "re-make it with its script or convert it with scripts/migrate_bench_records.py"
+        return [f"no schema_version: {old}; {how}"]
+    if version != BENCH_SCHEMA_VERSION:
+        return [f"schema_version {version!r}, this reader knows {BENCH_SCHEMA_VERSION}"]
+    out = []
+    got = doc.get("kind")
+    if got not in BENCH_KINDS:
+        out.append(f"kind {got!r} is not one of {sorted(BENCH_KINDS)}")
+    elif kind is not None and got != kind:
+        out.append(f"kind {got!r}, expected {kind!r}")
+    for key, (typ, json_name) in _RECORD_FIELDS.items():
+        if key not in doc or not isinstance(doc[key], typ):
+            out.append(f"{key} is {'missing' if key not in doc else type(doc[key]).__name__}, not {json_name}")
+    columns = doc["columns"] if isinstance(doc.get("columns"), Mapping) else {}
+    missing = [c for c in BENCH_KINDS.get(got, ()) if c not in columns]
+    if missing:
+        out.append(f"columns lack {missing}, which a {got} record must declare")
+    for i, row in enumerate(doc["rows"] if isinstance(doc.get("rows"), list) else []):
+        if not isinstance(row, Mapping):
+            out.append(f"row {i} is not an object")
+            break
+        if set(row) - set(columns):
+            out.append(f"row {i} has undeclared columns {sorted(set(row) - set(columns))}")
+            break
+        lacking = [c for c in BENCH_KINDS.get(got, ()) if c not in row]
+        if lacking:
+            out.append(f"row {i} lacks {lacking}")
+            break
+    return out
+
+
+def read_bench_record(path: str | Path, kind: str | None = None) -> dict[str, Any]:
+    """The bench record at ``path`` (of ``kind``, if given); BenchRecordError naming the file otherwise."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BenchRecordError(f"{path}: unreadable JSON ({e})") from None
+    problems = bench_record_problems(doc, kind)
+    if problems:
+        raise BenchRecordError(f"{path}: not a bench record: " + "; ".join(problems))
+    return doc
+
+
+def widest_timings(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """A permutation record's rows at the most threads timed per (case, pattern, method label): the
+    machine's full width, its wall time. Order: each method's first row."""
+    best: dict[tuple, Mapping[str, Any]] = {}
+    for r in rows:
+        key = (r["case"], r["n"], r["m"], r["label"])
+        if key not in best or int(r["threads"]) > int(best[key]["threads"]):
+            best[key] = r
+    return list(best.values())
+
+
+def bench_rows(doc: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
+    """The BENCH_COLUMNS rows of a bench record (one that passed ``bench_record_problems``). Variants
+    of a permutation method keep their label (``ria_cp_lsa(community_size=64)``) as their shuffle so
+    they never stand in for the method's default; a permutation method counts at its widest timing."""
+    kind, when = doc["kind"], doc["measured_at"]
+    if kind == "gemm":
+        return [_bench_row({**r, "finished_at": when}, source) for r in doc["rows"]]
+    if kind == "memory":
+        pattern = f"{doc['config']['n']}:{doc['config']['m']}" if {"n", "m"} <= set(doc["config"]) else None
+        return [
+            _bench_row({**r, "device": MEMORY_DEVICE, "pattern": pattern, "finished_at": when}, source)
+            for r in doc["rows"]
+        ]
+    if kind == "permutation":
+        return [_bench_row(_permutation_row(r, when), source) for r in widest_timings(doc["rows"])]
+    return []  # prune_memory, observations: read by no table
+
+
+def _permutation_row(row: Mapping[str, Any], when: str | None) -> dict[str, Any]:
+    """A permutation row as the permutation table matches it: the shuffle is the registry name; a
+    greedy run's ``escapes`` keyword is the table's escapes column (RIA T11 times greedy with and
+    without escapes); any other keyword makes a variant, kept under its label."""
+    kw = dict(row.get("kwargs") or {})
+    escapes = kw.pop("escapes", None) if row["method"] == "greedy" else None
+    shuffle = row["label"] if kw else row["method"]
+    return {**row, "shuffle": shuffle, "escapes": escapes, "pattern": f"{row['n']}:{row['m']}", "finished_at": when}
+
+
 def read_bench_files(results_dir: str | Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of ``results_dir/bench/*.json``. Accepted shapes: a list of row dicts; ``{"rows": [...],
-    ...}`` whose scalar fields (and ``arch``, ``env.device``) are defaults for its rows; a memory
-    report ``{"reports": {arch: {"dense_bytes": .., "compressed_bytes": ..}}}``. A file of any
-    other shape is skipped with a warning line."""
+    """Rows of the bench records ``results_dir/bench/*.json``; a file that is not one is skipped
+    with a warning line that names it and says what is wrong."""
     bench = Path(results_dir) / "bench"
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []
     for path in sorted(bench.glob("*.json")) if bench.is_dir() else []:
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            warnings.append(f"skipped {path}: unreadable JSON ({e})")
+            doc = read_bench_record(path)
+        except BenchRecordError as e:
+            warnings.append(f"skipped {e}")
             continue
-        defaults: dict[str, Any] = {}
-        if isinstance(data, Mapping) and isinstance(data.get("reports"), Mapping):
-            data = _memory_rows(data["reports"], data)
-        elif isinstance(data, Mapping) and isinstance(data.get("results"), list):
-            data = _permutation_rows(data)
-        elif isinstance(data, Mapping) and isinstance(data.get("rows"), list):
-            defaults = {k: v for k, v in data.items() if not isinstance(v, (list, Mapping))}
-            env = data.get("env")
-            if isinstance(env, Mapping) and env.get("device"):
-                defaults.setdefault("device", env["device"])
-            data = data["rows"]
-        if not isinstance(data, list) or not all(isinstance(r, Mapping) for r in data):
-            warnings.append(f"skipped {path}: expected a list of row objects or {{'rows': [...]}}")
-            continue
-        if "finished_at" not in defaults and not any("finished_at" in r for r in data):
-            defaults["finished_at"] = _mtime(path).isoformat()
-        rows.extend(_bench_row(r, defaults, f"bench:{path.name}") for r in data)
+        rows.extend(bench_rows(doc, f"bench:{path.name}"))
     return rows, warnings
-
-
-def bench_wall_seconds(row: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """(wall seconds, threads) of one bench_permutation row: the run at the most threads timed (the
-    machine's full width) from ``timing = {threads: {"seconds": ...}}``; older files carry a flat
-    ``seconds`` and no thread count."""
-    timing = row.get("timing") if isinstance(row.get("timing"), Mapping) else {}
-    if not timing:
-        return row.get("seconds"), None
-    threads = max(timing, key=int)
-    return timing[threads].get("seconds"), threads
-
-
-def _permutation_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    """experiments/bench_permutation.py's ``{"results": [{case, shape, n, m, rows: [...]}]}``: one row
-    per (matrix, method) with its wall seconds at the most threads timed (the machine's full width)
-    and its retained score over the unstructured bound. Variants with extra kwargs keep their label
-    (``ria_cp_lsa(community_size=64)``) so they never stand in for the method's default."""
-    env = doc.get("env") if isinstance(doc.get("env"), Mapping) else {}
-    device = f"cpu ({env.get('cpu', '?')}, {env.get('cpu_count', '?')} cores)" if env else "cpu"
-    out = []
-    for case in doc["results"]:
-        if not isinstance(case, Mapping) or not isinstance(case.get("rows"), list):
-            return None
-        for r in case["rows"]:
-            seconds, threads = bench_wall_seconds(r)
-            out.append(
-                {
-                    "model": "real" if str(case.get("case", "")).startswith("real") else "synthetic",
-                    "case": case.get("case"),
-                    "shape": case.get("shape"),
-                    "pattern": f"{case.get('n')}:{case.get('m')}",
-                    "method": r.get("method") if not r.get("kwargs") else r.get("label"),
-                    "seconds": seconds,
-                    "retained_over_bound": r.get("retained_over_bound"),
-                    "threads": threads,
-                    "device": device,
-                }
-            )
-    return out
-
-
-def _memory_rows(reports: Mapping[str, Any], top: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-    rows = []
-    for arch, rep in reports.items():
-        if not isinstance(rep, Mapping) or _num(rep.get("dense_bytes")) is None:
-            return None
-        rows.append(
-            {
-                "model": arch,
-                "dense_bytes": rep.get("dense_bytes"),
-                "compressed_bytes": rep.get("compressed_bytes"),
-                "device": "computed from shapes",
-                "pattern": rep.get("pattern") or top.get("pattern"),
-            }
-        )
-    return rows
 
 
 _GEMM_KEY = re.compile(r"^bench/gemm/(?P<kind>.+)/(?P<stage>[^/]+)/(?P<field>[^/]+)$")
@@ -310,7 +281,7 @@ def bench_rows_from_records(records: pd.DataFrame) -> list[dict[str, Any]]:
                 "dense_bytes": rec["bench/memory/dense_bytes"],
                 "compressed_bytes": rec.get("bench/memory/compressed_bytes"),
             }
-            out.append(_bench_row({**common, **mem}, {}, source))
+            out.append(_bench_row({**common, **mem}, source))
         grouped: dict[tuple[str, str], dict[str, Any]] = {}
         for k in keys:
             if is_missing(rec.get(k)):
@@ -319,8 +290,8 @@ def bench_rows_from_records(records: pd.DataFrame) -> list[dict[str, Any]]:
             grouped.setdefault((g["kind"], g["stage"]), {})[g["field"]] = rec[k]
         for (kind, stage_key), fields in grouped.items():
             stage, tokens = parse_stage(stage_key)
-            row = {**common, "kind": kind, "stage": stage, "tokens": tokens, **fields}
-            out.append(_bench_row(row, {}, source))
+            row = {**common, "layer": kind, "stage": stage, "tokens": tokens, **fields}
+            out.append(_bench_row(row, source))
     return out
 
 

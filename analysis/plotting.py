@@ -7,7 +7,6 @@ absent raises ``NoData`` saying what to run, and ``analysis.figures`` draws a pl
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
 
 DEFAULT_MODEL = "smollm2_135m"
@@ -53,22 +53,23 @@ def load_inputs(results_dir: str | Path) -> Inputs:
     obs = []
     for path in sorted((results / "observations").glob("*.json")):
         try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"skip {path}: {type(e).__name__}: {e}")
+            rec = benches.read_bench_record(path, kind="observations")
+        except benches.BenchRecordError as e:
+            print(f"skip {e}")
             continue
-        if isinstance(d, dict) and isinstance(d.get("layers"), list) and d["layers"]:
-            d.setdefault("model", path.stem)
-            obs.append(d)
+        if rec["rows"]:
+            cfg = rec["config"]
+            obs.append({"model": cfg.get("model", path.stem), "calibration": cfg.get("calibration", {}),
+                        "layers": rec["rows"]})  # fmt: skip
     obs.sort(key=lambda d: (d.get("model") != DEFAULT_MODEL, str(d.get("model"))))
     records, _ = rec_io.read_records(results)
     bench_path = results / "bench" / "permutation.json"
     bench = None
     if bench_path.is_file():
         try:
-            bench = json.loads(bench_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            print(f"skip {bench_path}: {type(e).__name__}: {e}")
+            bench = benches.read_bench_record(bench_path, kind="permutation")
+        except benches.BenchRecordError as e:
+            print(f"skip {e}")
     return Inputs(obs, records, bench, results)
 
 

@@ -84,14 +84,10 @@ def permutation_retained(inp: Inputs):
     """Retained score per permutation method: per matrix from the permutation bench (fraction of
     the unstructured bound vs seconds) and per whole model from run records (gain over no shuffle)."""
     bench_rows = []
-    for case in (inp.permutation_bench or {}).get("results", []) or []:
-        for r in case.get("rows", []) or []:
-            secs, _ = benches.bench_wall_seconds(r)
-            if r.get("retained_over_bound") is not None and secs is not None:
-                label = r.get("label") or r.get("method")
-                bench_rows.append({"case": f"{case.get('case', '?')} {case.get('n', '?')}:{case.get('m', '?')}",
-                                   "label": label, "method": label,
-                                   "ret": float(r["retained_over_bound"]), "seconds": float(secs)})  # fmt: skip
+    for r in benches.widest_timings((inp.permutation_bench or {}).get("rows", [])):
+        if r.get("retained_over_bound") is not None and r.get("seconds") is not None:
+            bench_rows.append({"case": f"{r['case']} {r['n']}:{r['m']}", "label": r["label"], "method": r["label"],
+                               "ret": float(r["retained_over_bound"]), "seconds": float(r["seconds"])})  # fmt: skip
     gains = retained_gains(inp.records)
     gains = gains[gains["shuffle"] != "none"]
     if not bench_rows and gains.empty:

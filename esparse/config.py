@@ -190,11 +190,10 @@ def _metric_types(metric: Mapping[str, Any]) -> list[str]:
 
 def _bench(bench: Mapping[str, Any]) -> list[str]:
     """The bench stage's keys (it runs last: a typo there would cost the whole prune and eval)."""
-    from esparse.bench import BACKENDS, DEFAULT_CFG
+    from esparse.bench import BACKENDS, bench_defaults
 
-    out = [
-        f"bench.{k}: unknown key; known: {sorted(DEFAULT_CFG)}" for k in bench if k not in DEFAULT_CFG and k != "name"
-    ]
+    known = bench_defaults()
+    out = [f"bench.{k}: unknown key; known: {sorted(known)}" for k in bench if k not in known and k != "name"]
     if bench.get("backend", "cusparselt") not in BACKENDS:
         out.append(f"bench.backend: {bench.get('backend')!r} is not one of {list(BACKENDS)}")
     if bench.get("dtype", "float16") not in DTYPES:

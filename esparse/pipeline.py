@@ -237,7 +237,7 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
         from esparse.bench import run_bench
 
         with run_.stage("bench"):
-            metrics.update(run_bench(model, dict(cfg.get("bench") or {})))
+            metrics.update(run_bench(model, dict(cfg.get("bench") or {}), rec["details"]))
     del adapter
 
 
@@ -307,7 +307,7 @@ def _save(cfg: Mapping[str, Any], run_: Run, model, tok, permutations: dict[str,
 def _loaded_arch(model) -> dict[str, Any] | None:
     """The architecture of the model actually loaded (from its own config, not ours): a record says
     what it ran on, and memory projections can use it."""
-    from esparse.bench import arch_from_hf_config
+    from esparse.models.arch import arch_from_hf_config
 
     try:
         return arch_from_hf_config(model.config)

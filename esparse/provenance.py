@@ -127,7 +127,7 @@ def _nvidia_driver() -> str | None:
 
 
 def gpu_info(device: str) -> dict[str, Any] | None:
-    """Name, compute capability, driver, CUDA and cuDNN of the GPU a run used; None on CPU runs."""
+    """Name, compute capability, driver, CUDA, cuDNN and cuSPARSELt of the GPU a run used; None on CPU."""
     import torch
 
     if not str(device).startswith("cuda") or not torch.cuda.is_available():
@@ -141,6 +141,7 @@ def gpu_info(device: str) -> dict[str, Any] | None:
         "driver": _nvidia_driver(),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version(),
+        "cusparselt": torch.backends.cusparselt.version() if torch.backends.cusparselt.is_available() else None,
     }
 
 

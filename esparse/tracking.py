@@ -48,6 +48,10 @@ DEFAULT_TIE_BREAK = "low_index"
 #: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
 #: configuration has one record whichever preset (or plain override) asked for it
 LABEL_KEYS = ("experiment",)
+#: bench keys whose defaults lived in Python until conf/bench/default.yaml held them, with the value
+#: they had then; left out of the hash while they hold it, so every config keeps its hash
+HASH_NEUTRAL_BENCH_KEYS = {"device": None, "memory_dtype_bytes": 2, "e2e_batch_sizes": [1, 8, 16, 64],
+                           "prompt_len": 128, "gen_len": 32}  # fmt: skip
 
 
 def semantic_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +82,18 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
         if pat.get("tie_break") == DEFAULT_TIE_BREAK:
             pat.pop("tie_break")
         view["pattern"] = pat
+    if isinstance(view.get("bench"), Mapping):
+        view["bench"] = {
+            k: v
+            for k, v in view["bench"].items()
+            if not (k in HASH_NEUTRAL_BENCH_KEYS and _plain(v) == HASH_NEUTRAL_BENCH_KEYS[k])
+        }
     return view
+
+
+def _plain(value: Any) -> Any:
+    """A list for a tuple too (Python callers), so a default compares equal however it was spelled."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def config_hash(cfg: Mapping[str, Any]) -> str:
@@ -91,8 +106,10 @@ def record_path(results_dir: str | Path, chash: str) -> Path:
     return Path(results_dir) / "runs" / f"{chash}.json"
 
 
-def write_json_atomic(path: str | Path, data: Any) -> Path:
-    """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half."""
+def write_json_atomic(path: str | Path, data: Any, compact: bool = False) -> Path:
+    """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half.
+
+    ``compact`` writes no indentation or spaces (files of long number lists stay small)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -101,7 +118,8 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; records are meant to be shared
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            layout: dict[str, Any] = {"separators": (",", ":")} if compact else {"indent": 2}
+            json.dump(data, fh, sort_keys=False, default=str, **layout)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

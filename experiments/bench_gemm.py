@@ -3,7 +3,8 @@
     python experiments/bench_gemm.py                 # GPU: batch 1,8 x seqlen 128,2048, both backends
     python experiments/bench_gemm.py --device cpu    # no kernels: records available=false, dense fp32 only
 
-Writes ``results/bench/gemm_<device-slug>.json`` (device, torch and CUDA versions, every row).
+Writes ``results/bench/gemm_<device-slug>.json``, a bench record of kind ``gemm``
+(``esparse.bench.schema``: the environment, the grid, every row).
 On CPU the grid is reduced (context b1·s128, decode b1 and b8, 3 repeats) so it ends in < 2 min;
 timing fp32 GEMMs on a CPU says nothing about the sparse kernels, it only exercises the path.
 """
@@ -17,6 +18,9 @@ from pathlib import Path
 import torch
 
 from esparse import bench
+from esparse.models.arch import model_arch
+
+MODEL = "llama7b"
 
 # E-Sparse GEMM table (A100 40GB, FasterTransformer, batch 4, seqlen 1024, model not stated): dense, sparse ms
 ESPARSE_T5 = {
@@ -45,7 +49,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    arch = bench.PAPER_ARCHS["llama7b"]
+    arch = model_arch(MODEL)
     grid = {
         "batch_sizes": [1, 8] if gpu else [1],
         "seqlens": [128, 2048] if gpu else [128],
@@ -62,7 +66,7 @@ def main() -> None:
     reasons = sorted({r["reason"] for r in rows})
     breakeven = {f"{layer}/{backend}": t for (layer, backend), t in bench.breakeven_tokens(rows).items()}
 
-    print(f"LLaMA-7B shapes on {bench.bench_env(device)['device']}  kernels available: {available}")
+    print(f"LLaMA-7B shapes on {bench.device_name(device)}  kernels available: {available}")
     for reason in reasons:
         print(f"  reason: {reason}")
     head = f"{'layer':8} {'stage':7} {'b':>3} {'s':>5} {'tokens':>6} {'backend':10} {'dtype':8} "
@@ -78,24 +82,27 @@ def main() -> None:
     print("paper E-Sparse T5 (A100, b4 s1024), dense/sparse ms:", ESPARSE_T5)
     print("paper RIA T5 (A100, LLaMA2-13B b8 s128), speedups:", RIA_T5)
 
-    env = bench.bench_env(device)
-    record = {
-        "what": "per-layer GEMM, dense fp16 F.linear vs 2:4 torch.sparse.to_sparse_semi_structured",
-        "arch": "llama7b",
+    config = {"model": MODEL, **grid, "decode_extra_batch_sizes": [] if gpu else [8], "backends": args.backends}
+    extra = {
         "shapes": [vars(s) for s in bench.linear_shapes(arch)],
-        "env": env,
-        "grid": {**grid, "decode_extra_batch_sizes": [] if gpu else [8], "backends": args.backends},
         "available": available,
         "reasons": reasons,
         "breakeven_tokens": breakeven,
         "wall_s": wall,
-        "rows": rows,
         "paper": {
             "esparse_t5_ms": {f"{k[0]}/{k[1]}": v for k, v in ESPARSE_T5.items()},
             "ria_t5_speedup": RIA_T5,
         },
     }
-    path = bench.write_json_atomic(args.out / f"gemm_{bench.device_slug(env['device'])}.json", record)
+    path = bench.write_bench_record(
+        args.out / f"gemm_{bench.device_slug(bench.device_name(device))}.json",
+        "gemm",
+        config,
+        [{"model": MODEL, **r} for r in rows],
+        what="per-layer GEMM, dense fp16 F.linear vs 2:4 torch.sparse.to_sparse_semi_structured",
+        device=str(device),
+        extra=extra,
+    )
     print(f"wrote {path} ({wall:.1f} s)")
 
 

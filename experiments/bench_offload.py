@@ -13,7 +13,8 @@ two activation copies and SparseGPT's Hessian, without one batch's workspace or 
 
 On a CPU the "device" *is* the host: offload moves blocks from the CPU to the CPU, so the three
 placements must show the same host peak and there is no accelerator peak to report (the JSON says
-``device_peak_gb: null``). Writes ``results/bench/offload_memory_<cpu|cuda>.json``.
+``device_peak_gb: null``). Writes ``results/bench/offload_memory_<cpu|cuda>.json``, a bench record of
+kind ``prune_memory`` (``esparse.bench.schema``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from esparse import bench, tracking  # noqa: E402
+from esparse import bench  # noqa: E402
 
 PLACEMENTS = {
     "on_device": [],
@@ -100,24 +101,25 @@ def main() -> None:
     first = next(iter(records.values()))
     kind = "cuda" if str(first["config"]["device"]).startswith("cuda") else "cpu"
     out = args.out or ROOT / "results" / "bench" / f"offload_memory_{kind}.json"
-    payload = {
-        "what": "peak memory of one pruning run (stages=[prune]) per placement; host = sampled RSS of the "
-        "process, device = torch.cuda.max_memory_allocated (null on CPU: no accelerator)",
-        "model": first["config"]["model"]["name"],
-        "metric": first["config"]["metric"]["name"],
-        "pattern": first["config"]["pattern"]["name"],
-        "calibration": {k: first["config"]["calibration"][k] for k in ("name", "nsamples", "seqlen")},
-        "dtype": first["config"]["model"].get("dtype"),
+    cfg = first["config"]
+    config = {
+        "model": cfg["model"]["name"],
+        "metric": cfg["metric"]["name"],
+        "pattern": cfg["pattern"]["name"],
+        "calibration": {k: cfg["calibration"][k] for k in ("name", "nsamples", "seqlen")},
+        "dtype": cfg["model"].get("dtype"),
+        "device": cfg["device"],
         "overrides": args.overrides,
-        "env": first["env"],
-        "measured_at": tracking.now_iso(),
-        "rows": rows,
     }
-    tracking.write_json_atomic(out, payload)
+    what = (
+        "peak memory of one pruning run (stages=[prune]) per placement; host = sampled RSS of the process, "
+        "device = torch.cuda.max_memory_allocated (null on CPU: no accelerator)"
+    )
+    bench.write_bench_record(out, "prune_memory", config, rows, what=what, device=str(cfg["device"]))
 
-    print(f"\n{payload['model']} {payload['metric']} {payload['pattern']}, calibration "
-          f"{payload['calibration']['nsamples']}x{payload['calibration']['seqlen']} {payload['dtype']}, "
-          f"device {payload['env']['device']}")  # fmt: skip
+    print(f"\n{config['model']} {config['metric']} {config['pattern']}, calibration "
+          f"{config['calibration']['nsamples']}x{config['calibration']['seqlen']} {config['dtype']}, "
+          f"device {first['env']['device']}")  # fmt: skip
     print(f"{'placement':28} {'host peak GB':>12} {'device peak GB':>14} {'projected dev GB':>16} {'prune s':>8}")
     for r in rows:
         dev = "n/a (CPU)" if r["device_peak_gb_prune"] is None else f"{r['device_peak_gb_prune']:.3f}"

@@ -16,23 +16,23 @@ wall seconds and cpu seconds (process time, all threads), both including the reg
 and never-worse-than-identity guard, with the 1-minute load average. On a shared, loaded CPU wall
 time overstates the code's cost; single-thread cpu seconds are the load-robust figure, and bound
 the unloaded 2-core wall time from above (up to thread overhead).
-Writes ``results/bench/permutation.json`` atomically.
+Writes ``results/bench/permutation.json``, a bench record of kind ``permutation``
+(``esparse.bench.schema``): one row per (matrix, method, thread count).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-import scipy
 import torch
 
 from esparse import permutation as P
-from esparse.tracking import write_json_atomic
+from esparse import provenance
+from esparse.bench import write_bench_record
 
 # (method, kwargs) per run; the esparse block sweep stands in for the paper's lost block size
 METHODS: list[tuple[str, dict[str, Any]]] = [
@@ -70,12 +70,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def device_label(device: torch.device) -> str:
+    """Where the scores lived, as the tables print it: the GPU's name, or the CPU model and its cores."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = provenance.cpu_info()
+    return f"cpu ({cpu['model']}, {cpu['cores']} cores)"
+
+
 def measure(
-    score: torch.Tensor, n: int, m: int, runs: list[tuple[str, dict[str, Any]]], repeat: int, threads: list[int]
-) -> list[dict]:
-    """Every method on ``score``'s device; on CUDA the clock stops only after the device is idle."""
+    case: str, score: torch.Tensor, n: int, m: int, runs: list[tuple[str, dict[str, Any]]], repeat: int,
+    threads: list[int],
+) -> list[dict]:  # fmt: skip
+    """Every method on ``score``'s device, one row per thread count; on CUDA the clock stops only
+    after the device is idle."""
     bound = P.upper_bound(score, n, m)
     base = P.retained_score(score, n, m)
+    where = device_label(score.device)
     rows = []
     for name, kw in runs:
         fn = P.get(name)
@@ -93,15 +104,16 @@ def measure(
                 cpu.append(time.process_time() - c0)
             timing[th] = {"seconds": min(wall), "cpu_seconds": min(cpu), "seconds_all": wall, "loadavg_1min": load}
         kept = P.retained_score(score, n, m, perm)
-        row = {
-            "method": name, "kwargs": kw, "label": label(name, kw), "retained": kept,
-            "retained_over_bound": kept / bound, "gain_over_none": kept / base - 1.0, "timing": timing,
+        common = {
+            "case": case, "model": case.split()[0], "rows": int(score.shape[0]), "cols": int(score.shape[1]),
+            "n": n, "m": m, "method": name, "kwargs": kw, "label": label(name, kw), "device": where,
         }  # fmt: skip
-        rows.append(row)
+        score_cols = {"retained": kept, "retained_over_bound": kept / bound, "gain_over_none": kept / base - 1.0}
+        rows += [{**common, "threads": th, **t, **score_cols} for th, t in timing.items()]
         times = " ".join(
             f"{t['seconds']:8.3f} {t['cpu_seconds']:8.3f} ({t['loadavg_1min']:4.1f})" for t in timing.values()
         )
-        print(f"  {row['label']:38} {kept / bound:9.5f} {kept / base - 1:+8.3%} {times}", flush=True)
+        print(f"  {common['label']:38} {kept / bound:9.5f} {kept / base - 1:+8.3%} {times}", flush=True)
     return rows
 
 
@@ -147,32 +159,22 @@ def main() -> None:
         if score.shape[1] % m == 0:
             cases.append((f"real {name} {score.shape[0]}x{score.shape[1]}", score, n, m, METHODS))
 
-    results = []
+    rows = []
     heads = " ".join(f"{f'wall {t}T':>8} {f'cpu {t}T':>8} (load)" for t in threads)
     print(f"{'method':40} {'ret/bound':>9} {'vs none':>8} {heads}")
     for case, score, n, m, runs in cases:
         print(f"{case}  {n}:{m}", flush=True)
-        rows = measure(score.to(device), n, m, runs, args.repeat, threads)
-        results.append({"case": case, "shape": list(score.shape), "n": n, "m": m, "rows": rows})
+        rows += measure(case, score.to(device), n, m, runs, args.repeat, threads)
 
-    record = {
-        "what": "retained N:M score (fraction of the unstructured bound) and seconds per permutation method",
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    extra = {
         "score": "synthetic: |N(0,1)| * exp(N(0,1)) per input channel; real: results/bench/scores_smollm2.pt",
         "greedy_note": f"greedy only on the reduced {r}x{args.greedy_cols} matrix (O(c^2 r) per search)",
-        "results": results,
-        "env": {
-            "torch": torch.__version__,
-            "scipy": scipy.__version__,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "threads_timed": threads,
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "cpu": platform.processor() or platform.machine(),
-            "loadavg_end": list(os.getloadavg()),
-        },  # fmt: skip
-        "args": {k: str(v) for k, v in vars(args).items()},
+        "loadavg_end": list(os.getloadavg()),
     }
-    print(f"wrote {write_json_atomic(args.out, record)}")
+    what = "retained N:M score (fraction of the unstructured bound) and seconds per permutation method"
+    path = write_bench_record(args.out, "permutation", config, rows, what=what, device=args.device, extra=extra)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Why: the observation figures (E-Sparse Fig. 2, per-channel entropy, RIA Fig. 5/6) need the
 per-channel statistics of real activations and the masks the scores produce on real weights. Those
 take a model load and a forward pass; the figures must build in seconds from committed data, so this
-script writes them once to ``results/observations/<model>.json`` (compact: rounded floats, < 1 MB)
-and ``python -m analysis figures`` only reads that file.
+script writes them once to ``results/observations/<model>.json`` (compact: rounded floats, < 1 MB),
+a bench record of kind ``observations`` (``esparse.bench.schema``: one row per layer), and
+``python -m analysis figures`` only reads that file.
 
 What it records, for the inputs of ``q_proj`` (shared by q/k/v) and ``down_proj`` of a few blocks of
 the *dense* model (calibration windows from the bundled corpus, the same sampling as pruning):
@@ -23,16 +24,15 @@ the *dense* model (calibration windows from the bundled corpus, the same samplin
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import json
 import math
-import platform
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from esparse.bench import write_bench_record
 
 ROOT = Path(__file__).resolve().parents[1]
 LINEARS = ("self_attn.q_proj", "mlp.down_proj")
@@ -177,8 +177,9 @@ def observe(
     seed: int = 0,
     batch_size: int = 4,
     scores_out: dict[str, torch.Tensor] | None = None,
-) -> dict[str, Any]:
-    """Load the configured model, capture the inputs of LINEARS in ``blocks``, return the record."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """Load the configured model, capture the inputs of LINEARS in ``blocks``; return the record's
+    config, its rows (one per layer) and its extra (conventions, seconds)."""
     import esparse
     from esparse import data
     from esparse.models import get_adapter
@@ -201,12 +202,12 @@ def observe(
         for lin in LINEARS:
             name = f"{adapter.blocks_path}.{b}.{lin}"
             layers.append(layer_record(name, b, lin, model.get_submodule(name).weight, xs.pop(name), scores_out))
-    return {
-        "about": (
-            "Per-input-channel activation statistics and retained degrees of real layers of the dense "
-            "model, written by experiments/observations.py and read by `python -m analysis figures`."
-        ),
+    config = {
         "model": cfg["model"]["name"],
+        "device": str(next(model.parameters()).device),
+        "overrides": list(overrides),
+        "blocks": list(blocks),
+        "linears": list(LINEARS),
         "calibration": {
             "name": "bundled_wiki",
             "nsamples": nsamples,
@@ -214,6 +215,8 @@ def observe(
             "seed": seed,
             "starts_sha": data.hash_ints(starts),
         },
+    }
+    extra = {
         "conventions": {
             "norm": "sqrt(sum over tokens of x^2 / nsamples) (Wanda)",
             "std": "population std over all nsamples*seqlen tokens",
@@ -223,14 +226,9 @@ def observe(
             "retained_share": "sum of kept scores / sum of all scores",
             "ria": "a = 0.5",
         },
-        "layers": layers,
-        "env": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "seconds": round(time.perf_counter() - t0, 1),
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        },
+        "seconds": round(time.perf_counter() - t0, 1),
     }
+    return config, layers, extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,16 +248,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=gemma3_270m")
     a = p.parse_args(argv)
     real: dict[str, torch.Tensor] | None = {} if a.save_scores else None
-    rec = observe(a.overrides, a.blocks, a.nsamples, a.seqlen, a.seed, scores_out=real)
+    config, layers, extra = observe(a.overrides, a.blocks, a.nsamples, a.seqlen, a.seed, scores_out=real)
     if a.save_scores:
         Path(a.save_scores).parent.mkdir(parents=True, exist_ok=True)
         torch.save(real, a.save_scores)
         print(f"wrote {a.save_scores} ({len(real)} RIA score matrices)")
-    out = Path(a.out) if a.out else ROOT / "results" / "observations" / f"{rec['model']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rec, separators=(",", ":")) + "\n")
-    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(rec['layers'])} layers) in {rec['env']['seconds']} s")
-    for lay in rec["layers"]:
+    out = Path(a.out) if a.out else ROOT / "results" / "observations" / f"{config['model']}.json"
+    what = (
+        "Per-input-channel activation statistics and retained degrees of real layers of the dense "
+        "model, written by experiments/observations.py and read by `python -m analysis figures`."
+    )
+    write_bench_record(
+        out, "observations", config, layers, what=what, device=config["device"], extra=extra, compact=True
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB, {len(layers)} layers) in {extra['seconds']} s")
+    for lay in layers:
         share = ", ".join(f"{k} {v:.4f}" for k, v in lay["retained_share"].items())
         print(f"  {lay['name']:34s} retained share: {share}")
     return 0

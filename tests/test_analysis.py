@@ -273,12 +273,24 @@ def test_read_records_flattens_and_reports_bad_files(tmp_path):
     assert rec_io.read_records(tmp_path / "missing")[0].empty
 
 
-def test_stage_keys_and_model_names_of_the_bench():
+def test_stage_keys_of_the_bench():
     assert benches.parse_stage("context_b4_s1024") == ("context", 4096.0)
     assert benches.parse_stage("decode_b8") == ("decode", 8.0)
-    assert benches.normalize_model("opt-6.7b") == "opt6.7b"
-    assert benches.normalize_model("llama2-13b") == "llama2_13b"
-    assert benches.normalize_layer("down_proj") == "ffn2"
+
+
+def bench_file(path: Path, kind: str, rows: list[dict], **fields) -> None:
+    """A bench record as esparse.bench.schema writes it (the only shape analysis reads)."""
+    from esparse.bench import bench_record
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bench_record(kind, fields.pop("config", {}), rows, what=kind, **fields)))
+
+
+def perm_row(label: str, rows: int, cols: int, seconds: float, threads: int = 1, kwargs=None, n=2, m=4) -> dict:
+    """One permutation bench row: ``label`` is the method, or method(k=v) for a variant."""
+    return {"case": f"synthetic {rows}x{cols}", "model": "synthetic", "rows": rows, "cols": cols, "n": n, "m": m,
+            "method": label.split("(")[0], "kwargs": kwargs or {}, "label": label, "device": "cpu (x86_64, 2 cores)",
+            "threads": threads, "seconds": seconds, "retained_over_bound": 0.97}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- tables
@@ -393,16 +405,12 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     gemm = {"bench/gemm/qkv/context_b4_s1024/dense_ms": 8.0, "bench/gemm/qkv/context_b4_s1024/sparse_ms": 6.0}
     write(tmp_path, make_record("m1", "llama7b", metrics={**mem, **gemm}))
     rows = [
-        {"stage": "context", "layer": lay, "tokens": 1024, "backend": "cusparselt", "dense_ms": d, "sparse_ms": s}
+        {"model": "llama2_13b", "stage": "context", "layer": lay, "tokens": 1024, "backend": "cusparselt",
+         "device": "NVIDIA H100", "dtype": "float16", "dense_ms": d, "sparse_ms": s}
         for lay, d, s in (("qkv", 3.0, 2.0), ("att_out", 1.0, 0.5), ("ffn1", 4.0, 2.0), ("ffn2", 2.0, 1.5))
-    ]
+    ]  # fmt: skip
     bench_dir = tmp_path / "bench"
-    bench_dir.mkdir()
-    (bench_dir / "gemm.json").write_text(
-        json.dumps(
-            {"arch": "llama2-13b", "env": {"device": "NVIDIA H100"}, "finished_at": "2020-01-01T00:00:00", "rows": rows}
-        )
-    )
+    bench_file(bench_dir / "gemm.json", "gemm", rows, measured_at="2020-01-01T00:00:00")
     (bench_dir / "odd.json").write_text(json.dumps({"what": "no rows here"}))
     records = rec_io.load_records(tmp_path)
     bench, warnings = benches.read_bench(tmp_path, records)
@@ -441,16 +449,12 @@ def test_permutation_time_from_bench_rows_and_records(tmp_path):
             metrics={"permutation/seconds": 12.5},
         ),
     )
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "perm.json").write_text(
-        json.dumps(
-            [
-                {"shuffle": "ria_cp_lsa", "rows": 4096, "cols": 4096, "seconds": 3.0},
-                {"method": "greedy", "escapes": 100, "shape": [4096, 4096], "seconds": 700.0},
-                {"shuffle": "ria_cp_lsa", "shape": "576x576", "seconds": 0.1},
-            ]
-        )
-    )
+    rows = [
+        perm_row("ria_cp_lsa", 4096, 4096, 3.0),
+        perm_row("greedy(escapes=100)", 4096, 4096, 700.0, kwargs={"escapes": 100}),
+        perm_row("ria_cp_lsa", 576, 576, 0.1),
+    ]
+    bench_file(tmp_path / "bench" / "perm.json", "permutation", rows)
     records = rec_io.load_records(tmp_path)
     t11 = paper_tables.get("ria_t11")(records, benches.read_bench(tmp_path, records)[0])
     c = cell(t11, "Channel Permutation", "4096 x 4096")
@@ -545,22 +549,13 @@ def test_runs_overview_reads_runs_and_reference_and_keeps_newest(tmp_path):
 
 
 def test_permutation_bench_file_fills_ria_t11_with_the_2_4_widest_timing(tmp_path):
-    def row(method, secs_by_threads, kwargs=None, label=None):
-        return {"method": method, "kwargs": kwargs or {}, "label": label or method, "retained_over_bound": 0.97,
-                "timing": {str(t): {"seconds": s} for t, s in secs_by_threads.items()}}  # fmt: skip
-
-    doc = {
-        "env": {"cpu": "x86_64", "cpu_count": 2},
-        "results": [
-            {"case": "synthetic 4096x4096", "shape": [4096, 4096], "n": 2, "m": 4,
-             "rows": [row("ria_cp_lsa", {1: 1.9, 2: 1.1}),
-                      row("ria_cp_lsa", {1: 2.5}, {"sweeps": 2}, "ria_cp_lsa(sweeps=2)")]},
-            {"case": "synthetic 4096x4096", "shape": [4096, 4096], "n": 4, "m": 8,
-             "rows": [row("ria_cp_lsa", {1: 3.0})]},
-        ],
-    }  # fmt: skip
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / "permutation.json").write_text(json.dumps(doc))
+    rows = [
+        perm_row("ria_cp_lsa", 4096, 4096, 1.9, threads=1),
+        perm_row("ria_cp_lsa", 4096, 4096, 1.1, threads=2),
+        perm_row("ria_cp_lsa(sweeps=2)", 4096, 4096, 2.5, kwargs={"sweeps": 2}),
+        perm_row("ria_cp_lsa", 4096, 4096, 3.0, n=4, m=8),
+    ]
+    bench_file(tmp_path / "bench" / "permutation.json", "permutation", rows)
     rows, warnings = benches.read_bench_files(tmp_path)
     assert not warnings and len(rows) == 3
     assert [r["seconds"] for r in rows] == [1.1, 2.5, 3.0]  # the widest thread count is the wall time

@@ -23,8 +23,9 @@ from transformers import (
     OPTForCausalLM,
 )
 
-from esparse import bench
+from esparse import bench, tracking
 from esparse.bench import BenchCorrectnessError, LinearShape
+from esparse.models.arch import arch_from_hf_config, model_arch
 
 
 def tiny_llama() -> LlamaForCausalLM:
@@ -86,13 +87,13 @@ def test_compressed_bytes_rejects_bad_input(args, bad):
 
 
 def test_linear_shapes_llama7b():
-    assert bench.linear_shapes(bench.PAPER_ARCHS["llama7b"]) == [
+    assert bench.linear_shapes(model_arch("llama7b")) == [
         LinearShape("qkv", 4096, 4096, 3),
         LinearShape("att_out", 4096, 4096, 1),
         LinearShape("ffn1", 11008, 4096, 2),
         LinearShape("ffn2", 4096, 11008, 1),
     ]
-    assert [s.label for s in bench.linear_shapes(bench.PAPER_ARCHS["llama7b"])] == [
+    assert [s.label for s in bench.linear_shapes(model_arch("llama7b"))] == [
         "Q/K/V",
         "Att_Out",
         "FFN-1",
@@ -102,14 +103,14 @@ def test_linear_shapes_llama7b():
 
 def test_linear_shapes_gqa_and_opt():
     # SmolLM2-135M: 9 heads x 64 = 576 for Q, 3 kv heads x 64 = 192 for K and V.
-    assert bench.linear_shapes(bench.DEFAULT_ARCH) == [
+    assert bench.linear_shapes(model_arch("smollm2_135m")) == [
         LinearShape("q", 576, 576, 1),
         LinearShape("kv", 192, 576, 2),
         LinearShape("att_out", 576, 576, 1),
         LinearShape("ffn1", 1536, 576, 2),
         LinearShape("ffn2", 576, 1536, 1),
     ]
-    opt = bench.linear_shapes(bench.PAPER_ARCHS["opt-6.7b"])
+    opt = bench.linear_shapes(model_arch("opt6.7b"))
     assert opt[2] == LinearShape("ffn1", 16384, 4096, 1, bias=True)
     assert opt[3] == LinearShape("ffn2", 4096, 16384, 1, bias=True)
 
@@ -126,7 +127,7 @@ def test_bad_arch_and_shape_raise():
 
 
 def test_memory_report_llama7b_by_hand_and_beside_the_paper():
-    r = bench.memory_report(bench.PAPER_ARCHS["llama7b"], dtype_bytes=2)
+    r = bench.memory_report(model_arch("llama7b"), dtype_bytes=2)
     # per block: QKV 3*4096^2 + O 4096^2 + gate/up 2*11008*4096 + down 4096*11008 = 202,375,168
     # x32 blocks = 6,476,005,376; embed + lm_head 2*32000*4096 = 262,144,000; norms 65*4096 = 266,240
     assert r["params"] == 6_738_415_616
@@ -173,7 +174,7 @@ def _tiny_models():
 @pytest.mark.parametrize("family", ["llama", "opt", "gemma3"])
 def test_memory_report_matches_real_modules(family):
     model = _tiny_models()[family]
-    arch = bench.arch_from_hf_config(model.config)
+    arch = arch_from_hf_config(model.config)
     assert arch["family"] == family
     from_arch = bench.memory_report(arch)
     counted = bench.model_memory(model)
@@ -230,8 +231,8 @@ def test_check_close_raises_on_wrong_result():
 
 def _fake_kernel(monkeypatch, convert):
     """Pretend the kernel exists: 'semi-structured' weights are plain tensors from ``convert``."""
-    monkeypatch.setattr(bench, "kernel_available", lambda *a, **k: (True, "fake kernel"))
-    monkeypatch.setattr(bench, "to_semi_structured", lambda w, backend="cusparselt": convert(w))
+    monkeypatch.setattr(bench.gemm, "kernel_available", lambda *a, **k: (True, "fake kernel"))
+    monkeypatch.setattr(bench.gemm, "to_semi_structured", lambda w, backend="cusparselt": convert(w))
 
 
 def test_gemm_bench_sparse_path_times_and_checks(monkeypatch):
@@ -337,7 +338,7 @@ def test_run_bench_cpu_tiny_llama():
 
 def test_device_slug_and_atomic_json(tmp_path):
     assert bench.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    path = bench.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
+    path = tracking.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in path.parent.iterdir()] == ["b.json"]
 

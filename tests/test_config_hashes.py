@@ -4,9 +4,12 @@
 before the hash-neutral keys (``data.<corpus>.split_percent``, ``eval.zeroshot.data_dir: null``)
 were added; every committed reference record's config must keep the hash it had. The two Gemma
 configs changed on purpose when its GGUF became the one joined from the chunk packages (its file
-name and sha256 are part of the model config); no record of them existed. The presets changed on
-purpose when their name (``experiment``) became a label hashed as null: a preset and the plain
-overrides that compose the same configuration now share one record.
+name and sha256 are part of the model config); no record of them existed. The three OPT configs
+changed on purpose when their ``arch.tie_word_embeddings`` was corrected to true (OPTForCausalLM
+ties its lm_head to the embeddings; the architecture catalogue counts memory from these blocks); no
+record of them existed either. The presets changed on purpose when their name (``experiment``)
+became a label hashed as null: a preset and the plain overrides that compose the same
+configuration now share one record.
 """
 
 from __future__ import annotations
@@ -68,3 +71,14 @@ def test_a_preset_name_is_a_label_not_part_of_the_hash():
     preset = normalize(compose_cfg(["+experiment=esparse_t1_local", "pattern=4:8"]))
     assert preset["experiment"] == "esparse_t1_local"
     assert config_hash(preset) == config_hash(plain)
+
+
+def test_bench_keys_moved_into_the_yaml_change_the_hash_only_when_set():
+    """device, memory_dtype_bytes, e2e_batch_sizes, prompt_len and gen_len had Python defaults until
+    conf/bench/default.yaml held them: at those values they leave the hash as it was."""
+    base = normalize(compose_cfg([]))
+    assert base["bench"]["prompt_len"] == 128 and base["bench"]["e2e_batch_sizes"] == [1, 8, 16, 64]
+    without = {**base, "bench": {k: v for k, v in base["bench"].items() if k not in ("prompt_len", "gen_len")}}
+    assert config_hash(without) == config_hash(base)
+    assert config_hash(normalize(compose_cfg(["bench.prompt_len=64"]))) != config_hash(base)
+    assert config_hash(normalize(compose_cfg(["bench.e2e_batch_sizes=[1]"]))) != config_hash(base)

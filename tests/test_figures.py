@@ -11,6 +11,7 @@ import pytest
 
 from analysis import figures, observation_figures, record_figures
 from analysis import records as rec_io
+from esparse.bench import bench_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,9 +47,9 @@ def _observation(path: Path) -> None:
         layers.append({"name": f"model.layers.{block}.{linear}", "block": block, "linear": linear,
                        "in_features": 8, "out_features": 4, "tokens": 64, "channels": ch, "degree": deg,
                        "retained_share": share})  # fmt: skip
-    obs = {"model": "tiny", "calibration": {"name": "bundled_wiki", "nsamples": 2, "seqlen": 32}, "layers": layers}
+    config = {"model": "tiny", "calibration": {"name": "bundled_wiki", "nsamples": 2, "seqlen": 32}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obs))
+    path.write_text(json.dumps(bench_record("observations", config, layers, what="observations")))
 
 
 @pytest.fixture
@@ -74,12 +75,14 @@ def full_results(tmp_path) -> Path:
             "permutation/seconds": 3.0,
         },
     )
-    bench = {"results": [{"case": "synthetic 64x64", "shape": [64, 64], "n": 2, "m": 4, "rows": [
-        {"method": "none", "label": "none", "retained_over_bound": 0.9, "seconds": 0.001},
-        {"method": "ria_cp_lsa", "label": "ria_cp_lsa", "retained_over_bound": 0.95, "seconds": 0.2},
-    ]}]}  # fmt: skip
+    case = {"case": "synthetic 64x64", "model": "synthetic", "rows": 64, "cols": 64, "n": 2, "m": 4, "kwargs": {},
+            "device": "cpu", "threads": 1}  # fmt: skip
+    rows = [
+        {**case, "method": "none", "label": "none", "retained_over_bound": 0.9, "seconds": 0.001},
+        {**case, "method": "ria_cp_lsa", "label": "ria_cp_lsa", "retained_over_bound": 0.95, "seconds": 0.2},
+    ]
     (r / "bench").mkdir(parents=True)
-    (r / "bench" / "permutation.json").write_text(json.dumps(bench))
+    (r / "bench" / "permutation.json").write_text(json.dumps(bench_record("permutation", {}, rows, what="perm")))
     return r
 
 
