@@ -43,6 +43,7 @@ tables: install ## every paper table (and runs.md, drift.md) from results/{runs,
 	$(PY) -m analysis drift --results results --out results/tables/drift.md | grep -E 'DRIFT|within' || true
 	$(PY) -m analysis tables --results results --out results/tables
 	$(PY) -m analysis runs --results results --out results/tables > /dev/null
+	$(PY) -m analysis headline --results results --out results/tables/headline.md > /dev/null
 	-$(PY) -m analysis grid --results results --out results/tables/shuffle_grid.md $(SHUFFLE_GRID) > /dev/null
 
 figures: install ## observation figures -> results/figures/

@@ -1,6 +1,7 @@
 """``python -m analysis tables|figures|runs|grid|list [--results results] [--out DIR] [--only name,...]``.
 
 ``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
+``headline`` builds the README's measured section from the records (``--readme README.md`` rewrites it),
 ``drift`` compares your records with the committed reference records of the same config,
 ``grid`` pivots one outcome of the records over two knobs (e.g. perplexity by score × shuffle per
 pattern), ``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--strict", action="store_true",
                    help="exit 1 on drift, or on a record with no reference of its config (make verify)")  # fmt: skip
     d.add_argument("--out", default=None, help="also write the report to this markdown file")
+    h = sub.add_parser("headline", help="the README's measured section (mean ± std over seeds, paired claims)")
+    h.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
+    h.add_argument("--out", default=None, help="also write it to this markdown file")
+    h.add_argument("--readme", default=None, help="rewrite the generated block of this README")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -75,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return _grid(args)
     if args.command == "drift":
         return _drift(args)
+    if args.command == "headline":
+        return _headline(args)
     names = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     start = time.perf_counter()
     if args.command == "figures":
@@ -102,6 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         figs = Path(args.figures) if args.figures else Path(args.results) / "figures"
         where = wandb_tables.log_all(built, figs, dir=Path(args.results) / "wandb")
         print(f"logged {len(built)} tables and the figures in {figs} to W&B: {where}")
+    return 0
+
+
+def _headline(args: argparse.Namespace) -> int:
+    from analysis import headline
+
+    text = headline.build(args.results)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    if args.readme:
+        try:
+            changed = headline.rewrite_readme(args.readme, args.results)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.readme}: {'rewritten' if changed else 'already up to date'}", file=sys.stderr)
     return 0
 
 
