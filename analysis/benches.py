@@ -88,7 +88,6 @@ class BenchRecordError(ValueError):
     """A file that is not a bench record of the schema; the message names the file and what is wrong."""
 
 
-
 _STAGE_KEY = re.compile(r"^(?P<stage>[a-z_-]+?)(?:_b(?P<b>\d+))?(?:_s(?P<s>\d+))?$")
 
 

@@ -51,8 +51,10 @@ SCORES = (
     RIA,
     ESPARSE,
     Row("E-Sparse, α = 70, α·H + ‖X‖", {"metric": "esparse", "metric_alpha": 70.0, "form": "alpha_entropy"}),
-    Row("E-Sparse, α = 70, H + α·‖X‖ (`form=alpha_norm`)",
-        {"metric": "esparse", "metric_alpha": 70.0, "form": "alpha_norm"}),  # fmt: skip
+    Row(
+        "E-Sparse, α = 70, H + α·‖X‖ (`form=alpha_norm`)",
+        {"metric": "esparse", "metric_alpha": 70.0, "form": "alpha_norm"},
+    ),  # fmt: skip
     Row("SparseGPT", {"metric": "sparsegpt"}),
     Row("Wanda + rec", {"metric": "wanda", "reconstruct": True}),
     Row("RIA + rec", {"metric": "ria", "metric_a": 0.5, "reconstruct": True}),
@@ -114,9 +116,7 @@ def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[str]:
     return out
 
 
-def _grid(
-    recs: pd.DataFrame, rows: Sequence[Row], columns: Sequence[tuple[str, Mapping[str, Any]]], skip: str = ""
-):
+def _grid(recs: pd.DataFrame, rows: Sequence[Row], columns: Sequence[tuple[str, Mapping[str, Any]]], skip: str = ""):
     """Cells, and the paired claims of every column but ``skip`` (one already compared elsewhere)."""
     cells = {(r.label, c): cell(recs, {**r.where, **w}) for r in rows for c, w in columns}
     table = [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in columns] for r in rows]
@@ -136,7 +136,8 @@ def _claims(claims: list[str]) -> str:
 
 def spread_table(recs: pd.DataFrame, model: str) -> str:
     """At 2:4: the seed spread (low_index, every seed) beside the tie spread (seed 0, every rule)."""
-    header = ["2:4", "seeds (low_index)", *[f"seed 0, `{t}`" for t in TIE_RULES], "seed range / mean", "tie range / mean"]
+    ties = [f"seed 0, `{t}`" for t in TIE_RULES]
+    header = ["2:4", "seeds (low_index)", *ties, "seed range / mean", "tie range / mean"]
     rows = []
     for r in SPREAD_ROWS:
         base = {**r.where, "model": model, "pattern": "2:4"}
@@ -163,7 +164,8 @@ def zeroshot_table(recs: pd.DataFrame, model: str) -> str | None:
     for r in ZEROSHOT_ROWS:
         want = {"tie_break": DEFAULT_TIE_BREAK, "shuffle": "none", "model": model, **r.where}
         for rec in recs.to_dict("records"):  # newest first; one line per item count
-            if all(_equal(rec.get(k), v) for k, v in want.items()) and not rec_io.is_missing(rec.get(f"{ZEROSHOT}/acc")):
+            has = not rec_io.is_missing(rec.get(f"{ZEROSHOT}/acc"))
+            if has and all(_equal(rec.get(k), v) for k, v in want.items()):
                 limit = rec.get("cfg.eval.zeroshot.limit")
                 items = "all (1838)" if rec_io.is_missing(limit) else str(int(limit))
                 acc = f"{rec[f'{ZEROSHOT}/acc']:.3f} ± {rec[f'{ZEROSHOT}/acc_stderr']:.3f}"
@@ -191,7 +193,8 @@ def build(results_dir: str | Path) -> str:
             cols = [(s, {"model": model, "pattern": p, "shuffle": s}) for s in SHUFFLES]
             table, claims = _grid(sub, SHUFFLE_ROWS, cols, skip="none")  # `none` is the score table
             if any(c != "not run" for row in table for c in row[2:]):
-                parts += [f"Channel permutation at {p}:", _md([p, *(f"`{s}`" for s in SHUFFLES)], table), _claims(claims)]
+                grid = _md([p, *(f"`{s}`" for s in SHUFFLES)], table)
+                parts += [f"Channel permutation at {p}:", grid, _claims(claims)]
         parts += ["Seed spread and tie spread at 2:4:", spread_table(sub, model)]
         zs = zeroshot_table(local_records(results_dir, f"{ZEROSHOT}/acc"), model)
         if zs:

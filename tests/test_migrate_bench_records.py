@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from analysis import benches
-from analysis import records as rec_io
 
 ROOT = Path(__file__).resolve().parents[1]
 
