@@ -1,0 +1,106 @@
+"""The score registry decides what runs: each score's declared options, its reconstruct flag, and the
+library defaults, which must equal the YAML a run reads."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from esparse import scores
+from esparse.scores import Option
+
+#: what every score takes besides the common ``metric.reconstruct``
+OPTIONS = {
+    "esparse": ["alpha", "bins", "form"],
+    "magnitude": [],
+    "ri": [],
+    "ria": ["a"],
+    "sparsegpt": [],
+    "wanda": [],
+}
+
+
+def test_each_score_declares_its_options_and_whether_it_reconstructs():
+    assert {n: sorted(scores.get(n).options) for n in scores.names()} == OPTIONS
+    assert [n for n in scores.names() if scores.get(n).reconstructs] == ["sparsegpt"]
+    alpha, form, bins = (scores.get("esparse").options[k] for k in ("alpha", "form", "bins"))
+    assert alpha.allowed() == "a positive number or 'auto'"
+    assert form.allowed() == f"one of {list(scores.ESPARSE_FORMS)}"
+    assert bins.allowed() == "an integer >= 2"
+    assert scores.get("ria").options["a"].allowed() == "a number"
+
+
+@pytest.mark.parametrize(
+    ("option", "good", "bad"),
+    [
+        (Option("x", "number", choices=("auto",), minimum=0, exclusive=True), [70.0, 1, "auto"], [0, -1.0, "x", True]),
+        (Option("x", "number"), [0.5, -2, 0], ["0.5", None, False]),
+        (Option("x", "int", minimum=2), [2, 100], [1, 2.0, "2", True]),
+        (Option("x", "bool"), [True, False], [0, "true", None]),
+        (Option("x", "choice", choices=("p", "q")), ["p", "q"], ["r", 1, None]),
+    ],
+)
+def test_option_problem_names_key_and_value(option, good, bad):
+    for value in good:
+        assert option.problem(value) is None, value
+    for value in bad:
+        assert option.problem(value).startswith(f"metric.x: {value!r} "), value
+
+
+def test_unknown_and_missing_options_are_named():
+    problems = scores.check_options("wanda", {"name": "wanda", "reconstruct": False, "alpha": 70.0})
+    assert problems == ["metric.alpha: 70.0 is not an option of score 'wanda'; its options: ['reconstruct']"]
+    (missing,) = scores.check_options("ria", {"name": "ria", "reconstruct": False})
+    assert missing.startswith("metric.a: missing; score 'ria' takes ['a', 'reconstruct']")
+    assert scores.check_options("ria", {"reconstruct": False}, complete=False) == []
+
+
+def test_register_refuses_options_it_cannot_honour(monkeypatch):
+    monkeypatch.setattr(scores, "_REGISTRY", dict(scores._REGISTRY))
+    with pytest.raises(ValueError, match="'b' is not a keyword with a default"):
+        scores.register("toy_b", options=(Option("b", "number"),))(lambda w, s, a=1.0: w)
+    with pytest.raises(ValueError, match="default is not allowed"):
+        scores.register("toy_neg", options=(Option("a", "number", minimum=0),))(lambda w, s, a=-1.0: w)
+    with pytest.raises(ValueError, match="shadows a common key"):
+        scores.register("toy_rec", options=(Option("reconstruct", "bool", kwarg=False, default=False),))
+    with pytest.raises(ValueError, match="kind 'float'"):
+        Option("a", "float")
+    toy = scores.register("toy", options=(Option("a", "number"),))(lambda w, s, a=2.0: w * a)
+    assert toy.options["a"].default == 2.0 and not toy.reconstructs  # the default is the signature's
+
+
+def test_library_defaults_are_the_signatures_and_the_bare_prune_spec():
+    from esparse.masks import Pattern
+    from esparse.pruning import PruneSpec
+    from esparse.sparsegpt import inverse_hessian_factor, sparsegpt_prune
+    from esparse.stats import ChannelStats
+
+    d = scores.library_defaults()
+
+    def default(fn, key):
+        return inspect.signature(fn).parameters[key].default
+
+    for name in scores.names():
+        for key, opt in scores.get(name).options.items():
+            if opt.kwarg:
+                assert default(scores.get(name), key) == d["metric"][name][key]
+    rec = d["reconstruction"]
+    assert default(sparsegpt_prune, "blocksize") == rec["blocksize"]
+    assert default(sparsegpt_prune, "percdamp") == default(inverse_hessian_factor, "percdamp") == rec["percdamp"]
+    assert default(scores.get("sparsegpt"), "percdamp") == rec["percdamp"]
+    assert default(ChannelStats, "bins") == default(ChannelStats.from_inputs, "bins") == d["metric"]["esparse"]["bins"]
+    bare = PruneSpec("esparse", Pattern.parse("2:4"))
+    assert (bare.blocksize, bare.percdamp) == (rec["blocksize"], rec["percdamp"])
+    assert (bare.bins, bare.reconstruct) == (d["metric"]["esparse"]["bins"], d["metric"]["esparse"]["reconstruct"])
+
+
+def test_library_defaults_equal_the_yaml():
+    """What a library caller gets without a config is what a run composed from conf/ reads."""
+    from helpers import compose_cfg
+
+    d = scores.library_defaults()
+    for name in scores.names():
+        cfg = compose_cfg([f"metric={name}"])
+        assert {k: v for k, v in cfg["metric"].items() if k != "name"} == d["metric"][name], name
+        assert cfg["reconstruction"] == d["reconstruction"]
