@@ -104,3 +104,42 @@ def test_library_defaults_equal_the_yaml():
         cfg = compose_cfg([f"metric={name}"])
         assert {k: v for k, v in cfg["metric"].items() if k != "name"} == d["metric"][name], name
         assert cfg["reconstruction"] == d["reconstruction"]
+
+
+#: a value each kind refuses, as a command-line override, and as it reaches the config
+BAD = {"number": ("x", "'x'"), "int": ("1", "1"), "bool": ("maybe", "'maybe'"), "choice": ("nope", "'nope'")}
+DECLARED = [
+    (name, opt.name, opt.kind)
+    for name in scores.names()
+    for opt in (*scores.get(name).options.values(), *scores.COMMON_OPTIONS)
+]
+
+
+def _problems(overrides: list[str], edit=None) -> str:
+    from helpers import compose_cfg
+
+    from esparse.config import ConfigError, normalize, validate
+
+    cfg = normalize(compose_cfg(overrides))
+    if edit:
+        edit(cfg)
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    return str(e.value)
+
+
+@pytest.mark.parametrize(("score", "key", "kind"), DECLARED, ids=[f"{s}.{k}" for s, k, _ in DECLARED])
+def test_validate_refuses_a_bad_value_of_each_declared_option(score, key, kind):
+    override, shown = BAD[kind]
+    msg = _problems([f"metric={score}", f"metric.{key}={override}"])
+    allowed = ({**scores.get(score).options, **{o.name: o for o in scores.COMMON_OPTIONS}})[key].allowed()
+    assert f"metric.{key}: {shown} " in msg and allowed in msg
+
+
+def test_validate_refuses_an_option_the_score_does_not_take_and_a_missing_one():
+    msg = _problems(["metric=wanda", "+metric.alpha=70"])
+    assert "metric.alpha: 70.0 is not an option of score 'wanda'; its options: ['reconstruct']" in msg
+    msg = _problems(["metric=ria"], edit=lambda cfg: cfg["metric"].pop("a"))
+    assert "metric.a: missing; score 'ria' takes ['a', 'reconstruct']" in msg
+    msg = _problems([], edit=lambda cfg: cfg["reconstruction"].pop("percdamp"))
+    assert "reconstruction.percdamp: missing" in msg
