@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 
 from esparse import scores
 from esparse.scores import Option
@@ -143,3 +144,54 @@ def test_validate_refuses_an_option_the_score_does_not_take_and_a_missing_one():
     assert "metric.a: missing; score 'ria' takes ['a', 'reconstruct']" in msg
     msg = _problems([], edit=lambda cfg: cfg["reconstruction"].pop("percdamp"))
     assert "reconstruction.percdamp: missing" in msg
+
+
+def test_prune_spec_reads_every_key_from_the_config():
+    from helpers import compose_cfg
+
+    from esparse.config import ConfigError
+    from esparse.pruning import PruneSpec
+
+    spec = PruneSpec.from_cfg(compose_cfg(["metric=esparse", "metric.bins=50", "reconstruction.blocksize=64"]))
+    assert dict(spec.metric_kwargs) == {"alpha": "auto", "form": "alpha_entropy"}
+    assert (spec.bins, spec.blocksize, spec.percdamp, spec.reconstruct) == (50, 64, 0.01, False)
+    assert dict(PruneSpec.from_cfg(compose_cfg(["metric=ria", "metric.a=1.0"])).metric_kwargs) == {"a": 1.0}
+    cfg = compose_cfg(["metric=wanda"])
+    del cfg["reconstruction"]["blocksize"]
+    with pytest.raises(ConfigError, match="reconstruction.blocksize: missing"):
+        PruneSpec.from_cfg(cfg)
+    with pytest.raises(ConfigError, match="metric.bins: 100 is not an option of score 'wanda'"):
+        PruneSpec.from_cfg(compose_cfg(["metric=wanda", "+metric.bins=100"]))
+    cfg = compose_cfg(["metric=esparse"])
+    del cfg["metric"]["alpha"]
+    with pytest.raises(ConfigError, match="metric.alpha: missing"):
+        PruneSpec.from_cfg(cfg)
+
+
+def test_the_reconstructs_flag_routes_pruning_through_obs(monkeypatch):
+    """A score registered with reconstructs=True is pruned as SparseGPT is (OBS selection and update,
+    on the Hessian it did not ask for); the same score without the flag only masks."""
+    from conftest import tiny_llama
+
+    from esparse.masks import Pattern
+    from esparse.pruning import PruneSpec, _needs, prune_model
+
+    monkeypatch.setattr(scores, "_REGISTRY", dict(scores._REGISTRY))
+    scores.register("toy_obs", reconstructs=True)(lambda w, s: w.abs().float())
+    scores.register("toy_mask")(lambda w, s: w.abs().float())
+    calib = torch.randint(0, 128, (8, 16), generator=torch.Generator().manual_seed(0))
+
+    def pruned(metric: str) -> dict[str, torch.Tensor]:
+        model = tiny_llama()
+        prune_model(model, calib, PruneSpec(metric, Pattern.parse("2:4")), progress=False)
+        return model.state_dict()
+
+    def same(a: dict, b: dict) -> bool:
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    spec = PruneSpec("toy_obs", Pattern.parse("2:4"))
+    assert spec.obs_selects and spec.uses_obs and _needs(spec) == {"hessian"}
+    assert _needs(PruneSpec("toy_mask", Pattern.parse("2:4"))) == frozenset()
+    obs, mask = pruned("toy_obs"), pruned("toy_mask")
+    assert same(obs, pruned("sparsegpt"))
+    assert same(mask, pruned("magnitude")) and not same(obs, mask)
