@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from esparse import claims, hub, preflight, provenance, resume, tracking
+from esparse import calibration, claims, hub, preflight, provenance, resume, tracking
 from esparse.config import normalize, validate
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,9 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
     calib = None
     if "prune" in stages and not ("prune" in done and (keep / resume.META).is_file()):
         with run_.stage("calibration_data"):
-            calib = _calibration(cfg, tok, cache_dir, rec)
+            cal = calibration.calibration_ids(cfg, tok)
+        rec["details"]["calibration"] = cal.details
+        calib = cal.ids
 
     offload = bool(cfg.get("offload", False))
     with run_.stage("load"):
@@ -241,44 +243,19 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
     del adapter
 
 
-def _calibration(cfg: Mapping[str, Any], tok, cache_dir, rec: dict[str, Any]) -> torch.Tensor:
-    from esparse import data
-
-    cal = cfg["calibration"]
-    stream = data.tokenize_stream(
-        data.load_texts(cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])),
-        tok,
-        what=f"calibration corpus {cal['name']!r}",
-    )
-    calib, starts = data.calibration_windows(stream, cal["nsamples"], cal["seqlen"], cal["seed"])
-    rec["details"]["calibration"] = {"tokens": int(stream.numel()), "starts_sha": data.hash_ints(starts)}
-    return calib
-
-
 def _prune(cfg: Mapping[str, Any], run_: Run, model, adapter, calib: torch.Tensor) -> dict[str, list[int]]:
     """Calibrate, score, mask (and reconstruct) in place; the pattern check and the permutation
     numbers go to the record. Returns the input permutations."""
-    from esparse.masks import check
-    from esparse.pruning import PruneSpec, prune_model
+    from esparse.masks import Pattern, check
 
-    rec, metrics, device = run_.record, run_.record["metrics"], cfg["device"]
-    spec = PruneSpec.from_cfg(cfg)
+    rec, metrics = run_.record, run_.record["metrics"]
     with run_.stage("prune"):
-        report = prune_model(
-            model,
-            calib,
-            spec,
-            batch_size=cfg["calibration"].get("batch_size", 4),
-            device=device,
-            progress=cfg.get("progress", True),
-            adapter=adapter,
-            offload=bool(cfg.get("offload", False)),
-            store="cpu" if cfg.get("activations_on", "device") == "cpu" else device,
-        )
-    mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
+        report = calibration.prune(model, calib, cfg, device=cfg["device"], adapter=adapter)
+    pattern = Pattern.parse(dict(cfg["pattern"]))
+    mask_report = check(model, pattern, adapter=adapter, permutations=report.layer_permutations())
     metrics["sparsity/actual"] = mask_report.sparsity
     metrics["sparsity/pattern_ok"] = mask_report.ok
-    if spec.pattern.kind == "nm":
+    if pattern.kind == "nm":
         metrics["permutation/retained_before"] = report.retained_before
         metrics["permutation/retained_after"] = report.retained_after
         ub = sum(g["upper_bound"] for g in report.groups.values())
