@@ -162,7 +162,8 @@ class TieBreak:
     @classmethod
     def from_cfg(cls, pattern_cfg: Mapping) -> TieBreak:
         """From the ``pattern`` config group (``tie_break``, ``tie_seed``; absent = the default rule)."""
-        return cls(str(pattern_cfg.get("tie_break") or "low_index"), int(pattern_cfg.get("tie_seed") or 0))
+        seed = pattern_cfg.get("tie_seed")
+        return cls(str(pattern_cfg.get("tie_break") or "low_index"), 0 if seed is None else seed)
 
     def derive(self, *keys: object) -> TieBreak:
         """The same rule with a seed mixed from ``keys`` (a layer name, a column offset)."""
