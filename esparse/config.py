@@ -35,7 +35,7 @@ def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
         cfg["calibration"] = None
         cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
     metric = dict(cfg.get("metric") or {})
-    for key in ("alpha", "a"):  # metric.alpha=70 and 70.0 are one experiment, so one record
+    for key in _number_options(metric.get("name")):  # metric.alpha=70 and 70.0 are one experiment, so one record
         if isinstance(metric.get(key), int) and not isinstance(metric[key], bool):
             metric[key] = float(metric[key])
     if metric:
@@ -45,6 +45,15 @@ def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
         cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg
+
+
+def _number_options(metric: Any) -> list[str]:
+    """The options the score ``metric`` declares as numbers (esparse: alpha, ria: a)."""
+    from esparse import scores
+
+    if metric not in scores.names():
+        return []
+    return [k for k, opt in scores.get(metric).options.items() if opt.kind == "number"]
 
 
 def validate(cfg: Mapping[str, Any]) -> None:

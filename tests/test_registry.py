@@ -139,7 +139,7 @@ def test_validate_refuses_a_bad_value_of_each_declared_option(score, key, kind):
 
 def test_validate_refuses_an_option_the_score_does_not_take_and_a_missing_one():
     msg = _problems(["metric=wanda", "+metric.alpha=70"])
-    assert "metric.alpha: 70.0 is not an option of score 'wanda'; its options: ['reconstruct']" in msg
+    assert "metric.alpha: 70 is not an option of score 'wanda'; its options: ['reconstruct']" in msg
     msg = _problems(["metric=ria"], edit=lambda cfg: cfg["metric"].pop("a"))
     assert "metric.a: missing; score 'ria' takes ['a', 'reconstruct']" in msg
     msg = _problems([], edit=lambda cfg: cfg["reconstruction"].pop("percdamp"))
