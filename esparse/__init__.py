@@ -22,18 +22,12 @@ def load_model(cfg: Mapping[str, Any]):
 
 
 def prune(model, tokenizer, cfg: Mapping[str, Any]):
-    """Prune ``model`` in place as the config says (calibration from ``cfg.calibration``).
+    """Prune ``model`` in place as the config says (calibration from ``cfg.calibration``), on the
+    device the model is on.
 
     Returns the :class:`esparse.pruning.PruneReport`.
     """
-    from esparse import data
-    from esparse.pruning import PruneSpec, prune_model
+    from esparse import calibration
 
-    cal = cfg["calibration"]
-    cache = (cfg.get("paths") or {}).get("cache_dir")
-    texts = data.load_texts(cal["name"], "calibration", cache, **data.dataset_kwargs(cfg.get("data"), cal["name"]))
-    calib, _ = data.calibration_windows(
-        data.tokenize_stream(texts, tokenizer), cal["nsamples"], cal["seqlen"], cal["seed"]
-    )
-    device = next(model.parameters()).device
-    return prune_model(model, calib, PruneSpec.from_cfg(cfg), batch_size=cal.get("batch_size", 4), device=device)
+    calib = calibration.calibration_ids(cfg, tokenizer)
+    return calibration.prune(model, calib.ids, cfg, device=next(model.parameters()).device)

@@ -14,6 +14,7 @@ from typing import Any
 STAGES = ("prune", "eval", "bench")
 DTYPES = ("float32", "float16", "bfloat16")
 EVAL_SPLITS = ("eval", "test", "validation")
+RECONSTRUCTION = ("blocksize", "percdamp")  # the OBS settings under ``reconstruction``
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,7 @@ def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
         cfg["calibration"] = None
         cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
     metric = dict(cfg.get("metric") or {})
-    for key in ("alpha", "a"):  # metric.alpha=70 and 70.0 are one experiment, so one record
+    for key in _number_options(metric.get("name")):  # metric.alpha=70 and 70.0 are one experiment, so one record
         if isinstance(metric.get(key), int) and not isinstance(metric[key], bool):
             metric[key] = float(metric[key])
     if metric:
@@ -44,6 +45,15 @@ def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
         cfg["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg
+
+
+def _number_options(metric: Any) -> list[str]:
+    """The options the score ``metric`` declares as numbers (esparse: alpha, ria: a)."""
+    from esparse import scores
+
+    if metric not in scores.names():
+        return []
+    return [k for k, opt in scores.get(metric).options.items() if opt.kind == "number"]
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
@@ -81,13 +91,6 @@ def validate(cfg: Mapping[str, Any]) -> None:
         metric = (cfg.get("metric") or {}).get("name")
         if metric not in scores.names():
             problems.append(f"metric.name: {metric!r} is not one of {sorted(scores.names())}")
-        if metric == "esparse":
-            form = cfg["metric"].get("form", "alpha_entropy")
-            if form not in ("alpha_entropy", "alpha_norm"):
-                problems.append(f"metric.form: {form!r} is not one of ['alpha_entropy', 'alpha_norm']")
-            alpha = cfg["metric"].get("alpha", 70.0)
-            if alpha != "auto" and (isinstance(alpha, (str, bool)) or not alpha > 0):
-                problems.append(f"metric.alpha: {alpha!r} must be a positive number or 'auto'")
         shuffle = (cfg.get("shuffle") or {}).get("name", "none")
         if shuffle not in permutation.names():
             problems.append(f"shuffle.name: {shuffle!r} is not one of {sorted(permutation.names())}")
@@ -145,6 +148,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if model.get("dtype", "float32") not in DTYPES:
         problems.append(f"model.dtype: {model.get('dtype')!r} is not one of {list(DTYPES)}")
     rec = cfg.get("reconstruction") or {}
+    problems += [f"reconstruction.{k}: missing (conf/config.yaml gives it)" for k in RECONSTRUCTION if k not in rec]
     problems += _positive(rec, "reconstruction", tuple(k for k in ("blocksize",) if k in rec))
     if "percdamp" in rec and (not _is_number(rec["percdamp"]) or rec["percdamp"] < 0):
         problems.append(f"reconstruction.percdamp: {rec['percdamp']!r} must be a number >= 0")
@@ -177,15 +181,25 @@ def _is_number(v: Any) -> bool:
 
 
 def _metric_types(metric: Mapping[str, Any]) -> list[str]:
-    """The typed metric knobs (the scorer would fail on them only after the model has loaded)."""
-    out = []
-    if "bins" in metric and (not _is_int(metric["bins"]) or metric["bins"] < 1):
-        out.append(f"metric.bins: {metric['bins']!r} must be an integer >= 1 (entropy histogram bins)")
-    if "a" in metric and not _is_number(metric["a"]):
-        out.append(f"metric.a: {metric['a']!r} must be a number")
-    if "reconstruct" in metric and not isinstance(metric["reconstruct"], bool):
-        out.append(f"metric.reconstruct: {metric['reconstruct']!r} must be true or false")
-    return out
+    """``metric.*`` as the score registry declares it for ``metric.name``: an option the score does
+    not take, a bad value, or a missing one (the scorer would fail on them only after the model has
+    loaded). An unknown score is reported by ``validate`` itself."""
+    from esparse import scores
+
+    if metric.get("name") not in scores.names():
+        return []
+    return scores.check_options(metric["name"], metric)
+
+
+def require(cfg: Mapping[str, Any], key: str) -> Any:
+    """``cfg`` at the dotted ``key`` (``"reconstruction.blocksize"``). The composed config gives every
+    key, and the code fills none in: a missing one is a :class:`ConfigError` naming it."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ConfigError([f"{key}: missing from the config (conf/ gives it; compose the config from conf/)"])
+        node = node[part]
+    return node
 
 
 def _bench(bench: Mapping[str, Any]) -> list[str]:

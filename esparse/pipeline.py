@@ -12,15 +12,16 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from esparse import claims, hub, preflight, provenance, resume, tracking
+from esparse import calibration, claims, hub, preflight, provenance, resume, tracking
 from esparse.config import normalize, validate
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ def dense_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     d["save_dir"] = None
     d["experiment"] = None
     return normalize(d)
+
+
+#: what a stage adds to the record: ``{"metrics": {...}, "details": {...}, "done": "<stage>"}``, any part
+Added = dict[str, Any]
 
 
 class Run:
@@ -66,9 +71,29 @@ class Run:
         self.record["stages_done"] = list(done)
         self.record["resumed"] = {"from_started_at": (previous.get("env") or {}).get("started_at"), "kept": done}
 
-    def finished(self, stage: str) -> None:
-        self.record["stages_done"].append(stage)
+    def merge(self, added: Added) -> None:
+        """Put what a stage adds into the record (not saved yet): ``metrics`` and ``details``
+        entries, a dict-valued detail gaining the entries given (``ppl_windows`` grows one corpus at a
+        time), and ``done``, a stage now finished (``stages_done``)."""
+        self.record["metrics"].update(added.get("metrics") or {})
+        details = self.record["details"]
+        for key, value in (added.get("details") or {}).items():
+            if isinstance(value, dict) and isinstance(details.get(key), dict):
+                details[key].update(value)
+            else:
+                details[key] = value
+        if added.get("done"):
+            self.record["stages_done"].append(added["done"])
+
+    def add(self, added: Added) -> None:
+        self.merge(added)
         self.save()
+
+    def add_all(self, additions: Iterator[Added]) -> None:
+        """Add and save each addition of a stage as it comes, so a crash keeps every finished number."""
+        with closing(additions):  # type: ignore[type-var]
+            for added in additions:
+                self.add(added)
 
     def save(self) -> None:
         tracking.write_json_atomic(self.path, self.record)
@@ -158,150 +183,145 @@ def _make_logger(cfg: Mapping[str, Any], run_: Run):
 
 
 def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
+    """Read every corpus, load the model, then run the configured stages in order, each adding to the
+    record as it finishes; a stage a resumed run kept (``stages_done``) is not redone."""
     from esparse.masks import Pattern
-    from esparse.models import get_adapter, load_model
     from esparse.models.loading import load_tokenizer
-    from esparse.models.placement import stream_blocks
 
-    rec, metrics = run_.record, run_.record["metrics"]
+    stages, done = cfg["stages"], set(run_.record["stages_done"])
+    evaluate = "eval" in stages and "eval" not in done
+    kept = "prune" in done and (keep / resume.META).is_file()  # an earlier run of this config pruned
     cache_dir = cfg.get("paths", {}).get("cache_dir")
-    device = cfg["device"]
-    stages = cfg.get("stages", [])
-    done = set(rec["stages_done"])
-    pattern = Pattern.parse(dict(cfg["pattern"]))
 
     # the tokenizer and every corpus first: a short or broken corpus fails before the model loads
     tok = load_tokenizer(cfg["model"], cache_dir)
-    eval_sets = {}
-    if "eval" in stages and "eval" not in done:
+    eval_sets, calib = {}, None
+    if evaluate:
         with run_.stage("eval_data"):
             eval_sets = _eval_windows(cfg, tok, cache_dir)
-    calib = None
-    if "prune" in stages and not ("prune" in done and (keep / resume.META).is_file()):
+    if "prune" in stages and not kept:
         with run_.stage("calibration_data"):
-            calib = _calibration(cfg, tok, cache_dir, rec)
+            cal = calibration.calibration_ids(cfg, tok)
+        run_.merge({"details": {"calibration": cal.details}})
+        calib = cal.ids
 
-    offload = bool(cfg.get("offload", False))
+    m = _load(cfg, run_, tok)
+    if eval_sets and Pattern.parse(dict(cfg["pattern"])).kind != "dense" and cfg["eval"].get("dense_baseline", True):
+        with m.placed():
+            run_.add({"metrics": _dense_baseline(cfg, m.model, eval_sets)})
+    if "prune" in stages:
+        run_.add_all(_prune_stage(cfg, run_, m, calib, keep))
+    if evaluate:
+        run_.add_all(_eval_stage(cfg, run_, m, eval_sets))
+    if "bench" in stages:
+        run_.add_all(_bench_stage(cfg, run_, m))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """The model a run works on, its tokenizer and family adapter; ``placed()`` is where it computes
+    (with offload the model stays on the CPU and its blocks visit the device one at a time)."""
+
+    model: Any
+    tok: Any
+    adapter: Any
+    placed: Callable[[], AbstractContextManager]
+
+
+def _load(cfg: Mapping[str, Any], run_: Run, tok) -> _Loaded:
+    from esparse.models import get_adapter, load_model
+    from esparse.models.placement import stream_blocks
+
+    offload, device = bool(cfg.get("offload", False)), cfg["device"]
     with run_.stage("load"):
         model, tok = load_model(
             cfg["model"],
-            cache_dir=cache_dir,
+            cache_dir=cfg.get("paths", {}).get("cache_dir"),
             device="cpu" if offload else device,
             device_map=cfg.get("device_map"),
             tokenizer=tok,
         )
     adapter = get_adapter(model)
-    rec["details"]["loaded_arch"] = _loaded_arch(model)
-    # offload: the model stays on the CPU and its blocks visit the device one at a time, in eval too
+    run_.record["details"]["loaded_arch"] = _loaded_arch(model)
     placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
-
-    if eval_sets and pattern.kind != "dense" and cfg["eval"].get("dense_baseline", True):
-        with placed():
-            metrics.update(_dense_baseline(cfg, model, eval_sets))
-        run_.save()
-
-    permutations: dict[str, list[int]] = {}
-    if "prune" in stages:
-        kept = resume.load(keep, model, run_.hash) if calib is None else None
-        if kept is not None:
-            permutations = kept
-            log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
-        else:
-            permutations = _prune(cfg, run_, model, adapter, calib)
-            later = bool(cfg.get("save_dir")) or "eval" in stages or "bench" in stages
-            if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
-                with run_.stage("keep"):
-                    rec["details"]["resume_cache_bytes"] = resume.save(keep, model, run_.hash, permutations)
-            if "prune" not in rec["stages_done"]:
-                run_.finished("prune")
-        if cfg.get("save_dir") and "save" not in done:
-            with run_.stage("save"):
-                _save(cfg, run_, model, tok, permutations)
-            run_.finished("save")
-
-    if "eval" in stages and "eval" not in done:
-        with run_.stage("eval"), placed():
-            for name, windows in eval_sets.items():
-                _record_ppl(rec, name, _ppl(cfg, model, windows, f"ppl {name}"))
-                run_.save()
-            zs = cfg["eval"].get("zeroshot") or {}
-            if zs.get("tasks"):
-                from esparse.evaluation.zeroshot import evaluate_zeroshot
-
-                zs_metrics, zs_details = evaluate_zeroshot(model, tok, {**zs, "device": device})
-                metrics.update(zs_metrics)
-                rec["details"]["zeroshot"] = zs_details
-        run_.finished("eval")
-
-    if "bench" in stages:
-        from esparse.bench import run_bench
-
-        with run_.stage("bench"):
-            metrics.update(run_bench(model, dict(cfg.get("bench") or {}), rec["details"]))
-    del adapter
+    return _Loaded(model, tok, adapter, placed)
 
 
-def _calibration(cfg: Mapping[str, Any], tok, cache_dir, rec: dict[str, Any]) -> torch.Tensor:
-    from esparse import data
+def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Path) -> Iterator[Added]:
+    """Prune in place, or load the pruned weights an earlier run of this config kept (``calib`` is
+    None then); keep them while a later stage could still fail; write them to ``save_dir``."""
+    done = list(run_.record["stages_done"])
+    permutations = resume.load(keep, m.model, run_.hash) if calib is None else None
+    if permutations is not None:
+        log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
+    else:
+        with run_.stage("prune"):
+            report = calibration.prune(m.model, calib, cfg, device=cfg["device"], adapter=m.adapter)
+        permutations = report.layer_permutations()
+        yield _prune_fields(cfg, m, report)
+        later = bool(cfg.get("save_dir")) or "eval" in cfg["stages"] or "bench" in cfg["stages"]
+        if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
+            with run_.stage("keep"):
+                kept_bytes = resume.save(keep, m.model, run_.hash, permutations)
+            yield {"details": {"resume_cache_bytes": kept_bytes}}
+        if "prune" not in done:
+            yield {"done": "prune"}
+    if cfg.get("save_dir") and "save" not in done:
+        with run_.stage("save"):
+            saved = _save(cfg, run_.hash, m, permutations)
+        yield {**saved, "done": "save"}
 
-    cal = cfg["calibration"]
-    stream = data.tokenize_stream(
-        data.load_texts(cal["name"], "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), cal["name"])),
-        tok,
-        what=f"calibration corpus {cal['name']!r}",
-    )
-    calib, starts = data.calibration_windows(stream, cal["nsamples"], cal["seqlen"], cal["seed"])
-    rec["details"]["calibration"] = {"tokens": int(stream.numel()), "starts_sha": data.hash_ints(starts)}
-    return calib
 
+def _prune_fields(cfg: Mapping[str, Any], m: _Loaded, report) -> Added:
+    """The pattern check of the pruned model and the permutation numbers of its report."""
+    from esparse.masks import Pattern, check
 
-def _prune(cfg: Mapping[str, Any], run_: Run, model, adapter, calib: torch.Tensor) -> dict[str, list[int]]:
-    """Calibrate, score, mask (and reconstruct) in place; the pattern check and the permutation
-    numbers go to the record. Returns the input permutations."""
-    from esparse.masks import check
-    from esparse.pruning import PruneSpec, prune_model
-
-    rec, metrics, device = run_.record, run_.record["metrics"], cfg["device"]
-    spec = PruneSpec.from_cfg(cfg)
-    with run_.stage("prune"):
-        report = prune_model(
-            model,
-            calib,
-            spec,
-            batch_size=cfg["calibration"].get("batch_size", 4),
-            device=device,
-            progress=cfg.get("progress", True),
-            adapter=adapter,
-            offload=bool(cfg.get("offload", False)),
-            store="cpu" if cfg.get("activations_on", "device") == "cpu" else device,
-        )
-    mask_report = check(model, spec.pattern, adapter=adapter, permutations=report.layer_permutations())
-    metrics["sparsity/actual"] = mask_report.sparsity
-    metrics["sparsity/pattern_ok"] = mask_report.ok
-    if spec.pattern.kind == "nm":
+    pattern = Pattern.parse(dict(cfg["pattern"]))
+    mask_report = check(m.model, pattern, adapter=m.adapter, permutations=report.layer_permutations())
+    metrics = {"sparsity/actual": mask_report.sparsity, "sparsity/pattern_ok": mask_report.ok}
+    if pattern.kind == "nm":
         metrics["permutation/retained_before"] = report.retained_before
         metrics["permutation/retained_after"] = report.retained_after
-        ub = sum(g["upper_bound"] for g in report.groups.values())
-        metrics["permutation/upper_bound"] = ub
+        metrics["permutation/upper_bound"] = sum(g["upper_bound"] for g in report.groups.values())
         metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
-    rec["details"]["layers"] = report.layers
-    rec["details"]["groups"] = report.groups
-    rec["details"]["prune_seconds"] = report.seconds
-    run_.save()
-    return report.layer_permutations()
+    details = {"layers": report.layers, "groups": report.groups, "prune_seconds": report.seconds}
+    return {"metrics": metrics, "details": details}
 
 
-def _save(cfg: Mapping[str, Any], run_: Run, model, tok, permutations: dict[str, list[int]]) -> None:
+def _save(cfg: Mapping[str, Any], config_hash: str, m: _Loaded, permutations: dict[str, list[int]]) -> Added:
     if cfg.get("save_format", "safetensors") == "nm":
         from esparse.compressed import save_compressed
 
-        extra = {"config_hash": run_.hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
-        info = save_compressed(model, tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
-        run_.record["metrics"]["save/file_bytes"] = info["file_bytes"]
-    else:
-        from esparse.checkpoint import save_pruned
+        extra = {"config_hash": config_hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
+        info = save_compressed(m.model, m.tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
+        return {"metrics": {"save/file_bytes": info["file_bytes"]}}
+    from esparse.checkpoint import save_pruned
 
-        save_pruned(model, tok, cfg["save_dir"], cfg, run_.hash, permutations)
+    save_pruned(m.model, m.tok, cfg["save_dir"], cfg, config_hash, permutations)
+    return {}
+
+
+def _eval_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, eval_sets: dict[str, torch.Tensor]) -> Iterator[Added]:
+    """Perplexity on each corpus (added as each one finishes), then the zero-shot tasks."""
+    with run_.stage("eval"), m.placed():
+        for name, windows in eval_sets.items():
+            yield _ppl_fields(name, _ppl(cfg, m.model, windows, f"ppl {name}"))
+        zs = cfg["eval"].get("zeroshot") or {}
+        if zs.get("tasks"):
+            from esparse.evaluation.zeroshot import evaluate_zeroshot
+
+            zs_metrics, zs_details = evaluate_zeroshot(m.model, m.tok, {**zs, "device": cfg["device"]})
+            yield {"metrics": zs_metrics, "details": {"zeroshot": zs_details}}
+    yield {"done": "eval"}
+
+
+def _bench_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded) -> Iterator[Added]:
+    from esparse.bench import run_bench
+
+    details: dict[str, Any] = {}
+    with run_.stage("bench"):
+        metrics = run_bench(m.model, dict(cfg.get("bench") or {}), details)
+    yield {"metrics": metrics, "details": details}
 
 
 def _loaded_arch(model) -> dict[str, Any] | None:
@@ -327,12 +347,14 @@ def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Ten
     return out
 
 
-def _record_ppl(rec: dict[str, Any], name: str, ppl) -> None:
+def _ppl_fields(name: str, ppl) -> Added:
     """``ppl/<name>`` and its window-bootstrap 95 % interval in the metrics, the per-window NLLs in
     the details (so analysis can pair two runs window by window)."""
     lo, hi = ppl.interval()
-    rec["metrics"].update({f"ppl/{name}": ppl.value, f"ppl_lo/{name}": lo, f"ppl_hi/{name}": hi})
-    rec["details"].setdefault("ppl_windows", {})[name] = {"tokens_per_window": ppl.tokens, "nll": ppl.window_nll}
+    return {
+        "metrics": {f"ppl/{name}": ppl.value, f"ppl_lo/{name}": lo, f"ppl_hi/{name}": hi},
+        "details": {"ppl_windows": {name: {"tokens_per_window": ppl.tokens, "nll": ppl.window_nll}}},
+    }
 
 
 def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str):
@@ -371,7 +393,7 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
         try:
             with drun.stage("eval"):
                 for name, windows in eval_sets.items():
-                    _record_ppl(drun.record, name, _ppl(dcfg, model, windows, f"dense ppl {name}"))
+                    drun.merge(_ppl_fields(name, _ppl(dcfg, model, windows, f"dense ppl {name}")))
             drun.record["status"] = "done"
             drun.record["stages_done"] = ["eval"]
             drun.record["env"]["finished_at"] = tracking.now_iso()

@@ -21,31 +21,42 @@ from tqdm.auto import tqdm
 
 from esparse import permutation as permutations
 from esparse import scores
+from esparse.config import ConfigError, require
 from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
-from esparse.sparsegpt import sparsegpt_prune
-from esparse.stats import ChannelStats
+from esparse.sparsegpt import DEFAULT_BLOCKSIZE, DEFAULT_PERCDAMP, sparsegpt_prune
+from esparse.stats import DEFAULT_BINS, ChannelStats
 
 
 @dataclass(frozen=True)
 class PruneSpec:
-    """What to do to every prunable linear; built from the resolved config."""
+    """What to do to every prunable linear; built from the resolved config (:meth:`from_cfg`).
+
+    The field defaults serve a library caller without a config; they are the library defaults of
+    :func:`esparse.scores.library_defaults`, equal to conf/ (tested).
+    """
 
     metric: str
     pattern: Pattern
     tie: TieBreak = TieBreak()
     metric_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    reconstruct: bool = False
+    reconstruct: bool = scores.RECONSTRUCT.default
     shuffle: str = "none"
     shuffle_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    blocksize: int = 128
-    percdamp: float = 0.01
-    bins: int = 100
+    blocksize: int = DEFAULT_BLOCKSIZE
+    percdamp: float = DEFAULT_PERCDAMP
+    bins: int = DEFAULT_BINS
+
+    @property
+    def obs_selects(self) -> bool:
+        """The score's method selects the mask and updates the weights by OBS itself (the registry's
+        ``reconstructs``, e.g. sparsegpt)."""
+        return scores.get(self.metric).reconstructs
 
     @property
     def uses_obs(self) -> bool:
-        return self.metric == "sparsegpt" or self.reconstruct
+        return self.obs_selects or self.reconstruct
 
     @property
     def permutes(self) -> bool:
@@ -53,23 +64,26 @@ class PruneSpec:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping[str, Any]) -> PruneSpec:
-        metric = dict(cfg["metric"])
-        shuffle = dict(cfg.get("shuffle") or {"name": "none"})
-        rec = dict(cfg.get("reconstruction") or {})
-        name = metric.pop("name")
-        reconstruct = bool(metric.pop("reconstruct", False))
-        bins = int(metric.pop("bins", 100))
+        """The spec of a resolved config. Every key is read from it, as the score registry declares
+        the score's options; a missing, unknown or bad one is a ConfigError naming it."""
+        metric = require(cfg, "metric")
+        name = require(cfg, "metric.name")
+        problems = scores.check_options(name, metric)
+        if problems:
+            raise ConfigError(problems)
+        options = scores.get(name).options
+        shuffle = dict(require(cfg, "shuffle"))
         return cls(
             metric=name,
-            pattern=Pattern.parse(dict(cfg["pattern"])),
+            pattern=Pattern.parse(dict(require(cfg, "pattern"))),
             tie=TieBreak.from_cfg(cfg["pattern"]),
-            metric_kwargs={k: v for k, v in metric.items() if v is not None},
-            reconstruct=reconstruct,
+            metric_kwargs={k: metric[k] for k, opt in options.items() if opt.kwarg},
+            reconstruct=bool(metric["reconstruct"]),
             shuffle=shuffle.pop("name"),
             shuffle_kwargs={k: v for k, v in shuffle.items() if v is not None},
-            blocksize=int(rec.get("blocksize", 128)),
-            percdamp=float(rec.get("percdamp", 0.01)),
-            bins=bins,
+            blocksize=int(require(cfg, "reconstruction.blocksize")),
+            percdamp=float(require(cfg, "reconstruction.percdamp")),
+            **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it
         )
 
 
@@ -263,7 +277,7 @@ def _prune_group(
         hessian = None
         if spec.uses_obs:
             hessian = stats.hessian if perm is None else stats.hessian[perm][:, perm]
-        if spec.metric == "sparsegpt":
+        if spec.obs_selects:
             new_w, mask = sparsegpt_prune(
                 w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp, tie=tie
             )

@@ -19,7 +19,12 @@ import torch
 
 from esparse.masks import LOW_INDEX, Pattern, TieBreak, count_to_prune, nm_mask, prune_lowest_mask
 
-__all__ = ["sparsegpt_prune", "inverse_hessian_factor"]
+__all__ = ["sparsegpt_prune", "inverse_hessian_factor", "DEFAULT_BLOCKSIZE", "DEFAULT_PERCDAMP"]
+
+#: library defaults for a caller without a config (a run reads ``reconstruction.*``; both equal
+#: conf/config.yaml, see :func:`esparse.scores.library_defaults`)
+DEFAULT_BLOCKSIZE = 128
+DEFAULT_PERCDAMP = 0.01
 
 
 def _work_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -28,7 +33,7 @@ def _work_dtype(*tensors: torch.Tensor) -> torch.dtype:
 
 
 def inverse_hessian_factor(
-    hessian: torch.Tensor, percdamp: float = 0.01, dtype: torch.dtype = torch.float32
+    hessian: torch.Tensor, percdamp: float = DEFAULT_PERCDAMP, dtype: torch.dtype = torch.float32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Upper Cholesky factor U of (H + damp·I)⁻¹ (U ᵀU = H⁻¹) and the dead-input mask (diag H == 0).
 
@@ -62,8 +67,8 @@ def sparsegpt_prune(
     weight: torch.Tensor,
     hessian: torch.Tensor,
     pattern: Pattern | str | Mapping,
-    blocksize: int = 128,
-    percdamp: float = 0.01,
+    blocksize: int = DEFAULT_BLOCKSIZE,
+    percdamp: float = DEFAULT_PERCDAMP,
     mask: torch.Tensor | None = None,
     tie: TieBreak = LOW_INDEX,
 ) -> tuple[torch.Tensor, torch.Tensor]:

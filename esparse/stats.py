@@ -26,7 +26,11 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["ChannelStats"]
+__all__ = ["ChannelStats", "DEFAULT_BINS"]
+
+#: entropy histogram bins of a ChannelStats built without a config (a run reads ``metric.bins``;
+#: equal to conf/metric/esparse.yaml, see :func:`esparse.scores.library_defaults`)
+DEFAULT_BINS = 100
 
 # elements binned at once in pass 2: bounds the temporary index tensors (~128 MiB of int64)
 _CHUNK_ELEMENTS = 1 << 24
@@ -46,7 +50,7 @@ class ChannelStats:
     def __init__(
         self,
         in_features: int,
-        bins: int = 100,
+        bins: int = DEFAULT_BINS,
         entropy: bool = True,
         hessian: bool = False,
         device: torch.device | str | None = None,
@@ -75,7 +79,7 @@ class ChannelStats:
     def from_inputs(
         cls,
         xs: Iterable[torch.Tensor] | torch.Tensor,
-        bins: int = 100,
+        bins: int = DEFAULT_BINS,
         entropy: bool = True,
         hessian: bool = False,
         device: torch.device | str | None = None,

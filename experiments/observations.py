@@ -181,7 +181,7 @@ def observe(
     """Load the configured model, capture the inputs of LINEARS in ``blocks``; return the record's
     config, its rows (one per layer) and its extra (conventions, seconds)."""
     import esparse
-    from esparse import data
+    from esparse.calibration import calibration_ids
     from esparse.models import get_adapter
 
     cfg = compose_config(overrides)
@@ -192,9 +192,9 @@ def observe(
     bad = [b for b in blocks if not 0 <= b < nblocks]
     if bad:
         raise ValueError(f"blocks {bad} out of range: {cfg['model']['name']} has {nblocks} blocks")
-    cache = (cfg.get("paths") or {}).get("cache_dir")
-    texts = data.load_texts("bundled_wiki", "calibration", cache)
-    windows, starts = data.calibration_windows(data.tokenize_stream(texts, tok), nsamples, seqlen, seed)
+    cal = {"name": "bundled_wiki", "nsamples": nsamples, "seqlen": seqlen, "seed": seed}
+    calib = calibration_ids({**cfg, "calibration": cal}, tok)
+    windows = calib.ids
     names = [f"{adapter.blocks_path}.{b}.{lin}" for b in blocks for lin in LINEARS]
     xs = capture_inputs(model, windows, names, batch_size)
     layers = []
@@ -213,7 +213,7 @@ def observe(
             "nsamples": nsamples,
             "seqlen": seqlen,
             "seed": seed,
-            "starts_sha": data.hash_ints(starts),
+            "starts_sha": calib.details["starts_sha"],
         },
     }
     extra = {

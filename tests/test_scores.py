@@ -77,9 +77,11 @@ def test_ri_zero_sums_do_not_give_nan():
     torch.testing.assert_close(got, torch.tensor([[1.5, 0, 7 / 6], [0, 0, 0], [0, 0, 4 / 3]]))
 
 
-def test_esparse_alpha_entropy_default():
-    # α = 70: 70·H + norm = (7+1, 14+2, 0+0.5, 70+4) = (8, 16, 0.5, 74)
-    close(scores.get("esparse")(W, STATS), [[8, 32, 1.5, 296], [4, 16, 0.5, 148]])
+def test_esparse_alpha_entropy():
+    # α = 70 (the paper's constant): 70·H + norm = (7+1, 14+2, 0+0.5, 70+4) = (8, 16, 0.5, 74)
+    close(scores.get("esparse")(W, STATS, alpha=70.0), [[8, 32, 1.5, 296], [4, 16, 0.5, 148]])
+    # the library default is conf/metric/esparse.yaml's: alpha=auto, form=alpha_entropy
+    torch.testing.assert_close(scores.get("esparse")(W, STATS), scores.get("esparse")(W, STATS, alpha="auto"))
     # α = 2: 2·H + norm = (1.2, 2.4, 0.5, 6)
     close(scores.get("esparse")(W, STATS, alpha=2.0), [[1.2, 4.8, 1.5, 24], [0.6, 2.4, 0.5, 12]])
 
@@ -87,7 +89,7 @@ def test_esparse_alpha_entropy_default():
 def test_esparse_alpha_norm():
     # H + 70·norm = (70.1, 140.2, 35, 281)
     close(
-        scores.get("esparse")(W, STATS, form="alpha_norm"),
+        scores.get("esparse")(W, STATS, alpha=70.0, form="alpha_norm"),
         [[70.1, 280.4, 105, 1124], [35.05, 140.2, 35, 562]],
     )
     with pytest.raises(ValueError, match="'alpha_both'"):
@@ -145,3 +147,5 @@ def test_esparse_alpha_auto_balances_terms():
     torch.testing.assert_close(out, torch.tensor([[2.0, 12.0]]))
     with pytest.raises(ValueError, match="metric.alpha"):
         scores.get("esparse")(w, st, alpha="seventy")
+    with pytest.raises(ValueError, match=r"metric.alpha: -1.0 must be a positive number or 'auto'"):
+        scores.get("esparse")(w, st, alpha=-1.0)  # the library refuses what the config refuses

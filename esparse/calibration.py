@@ -1,0 +1,69 @@
+"""Calibrate, then prune: the seeded calibration windows a config names, and the layer-wise prune
+that reads them.
+
+``esparse.prune``, the pipeline's prune stage and ``experiments/observations.py`` all draw their
+calibration tokens through :func:`calibration_ids`, so one config means the same tokens (and the
+same ``starts_sha`` in a record) wherever it is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from esparse.config import require
+
+__all__ = ["Calibration", "calibration_ids", "prune"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibration windows and where they came from."""
+
+    ids: torch.Tensor  # (nsamples, seqlen) token ids
+    tokens: int  # length of the tokenized corpus they were drawn from
+    starts: list[int]  # each window's offset in it
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """What a record keeps of them (``details.calibration``): enough to prove two runs saw the same tokens."""
+        from esparse.data import hash_ints
+
+        return {"tokens": self.tokens, "starts_sha": hash_ints(self.starts)}
+
+
+def calibration_ids(cfg: Mapping[str, Any], tokenizer) -> Calibration:
+    """``calibration.nsamples`` windows of ``calibration.seqlen`` tokens from the calibration split of
+    corpus ``calibration.name`` (``data.<name>`` options, ``paths.cache_dir``), seeded by
+    ``calibration.seed``."""
+    from esparse import data
+
+    name, nsamples, seqlen, seed = (require(cfg, f"calibration.{k}") for k in ("name", "nsamples", "seqlen", "seed"))
+    cache_dir = (cfg.get("paths") or {}).get("cache_dir")
+    texts = data.load_texts(name, "calibration", cache_dir, **data.dataset_kwargs(cfg.get("data"), name))
+    stream = data.tokenize_stream(texts, tokenizer, what=f"calibration corpus {name!r}")
+    ids, starts = data.calibration_windows(stream, nsamples, seqlen, seed)
+    return Calibration(ids, int(stream.numel()), starts)
+
+
+def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapter=None):
+    """Prune ``model`` in place as ``cfg`` says (:meth:`esparse.pruning.PruneSpec.from_cfg`), on
+    ``device``, calibrating in batches of ``calibration.batch_size``; ``offload``, ``activations_on``
+    and ``progress`` place the work and change no number. Returns the
+    :class:`esparse.pruning.PruneReport`."""
+    from esparse import pruning
+
+    return pruning.prune_model(
+        model,
+        calib_ids,
+        pruning.PruneSpec.from_cfg(cfg),
+        batch_size=require(cfg, "calibration.batch_size"),
+        device=device,
+        progress=require(cfg, "progress"),
+        adapter=adapter,
+        offload=bool(require(cfg, "offload")),
+        store="cpu" if require(cfg, "activations_on") == "cpu" else device,
+    )
