@@ -141,6 +141,14 @@ def permutation_retained(inp: Inputs):
     return fig
 
 
+def _sd(line: Any) -> float:
+    """A table line's std over seeds as a number (NaN where it has none: one seed, or not run)."""
+    try:
+        return float(line.get("sd"))
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def esparse_ablation_bars(inp: Inputs):
     """E-Sparse ablation ("Fig. 4"): perplexity of norm → +entropy → +global → +local shuffle, the
     paper's LLaMA numbers beside ours (built by the table's spec, so the cells match the table)."""
@@ -169,11 +177,15 @@ def esparse_ablation_bars(inp: Inputs):
         ax.set_yticks([])
     for model in dict.fromkeys(ours["ours_model"]):
         sub = ours[ours["ours_model"] == model]
-        ys = [float(sub[sub["row"] == s]["ours"].iloc[0]) if (sub["row"] == s).any() else np.nan for s in steps]
+        line = {s: sub[sub["row"] == s].iloc[0] for s in steps if (sub["row"] == s).any()}
+        ys = [float(line[s]["ours"]) if s in line else np.nan for s in steps]
+        # error bars: the std over calibration seeds where a step ran on two or more (none at n=1)
+        err = [_sd(line[s]) if s in line else np.nan for s in steps]
+        ns = [line[s].get("n") if s in line else None for s in steps]
         keys = ", ".join(sorted(set(sub["metric_key"])))
-        ax.plot(x, ys, marker="s", label=f"{model} [{keys}]")
-        for xi, y in zip(x, ys, strict=True):
-            ax.annotate("not run" if math.isnan(y) else f"{y:.1f}", (xi, 0 if math.isnan(y) else y),
+        ax.errorbar(x, ys, yerr=np.nan_to_num(err), marker="s", capsize=4, label=f"{model} [{keys}] (± std over seeds)")
+        for xi, y, n in zip(x, ys, ns, strict=True):
+            ax.annotate("not run" if math.isnan(y) else f"{y:.1f} (n={n})", (xi, 0 if math.isnan(y) else y),
                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)  # fmt: skip
     if not ours.empty:
         ax.legend(fontsize=7)
