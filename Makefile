@@ -34,7 +34,7 @@ lint: install ## ruff check + format check (notebooks included)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# the channel-permutation grid of the embedded default (experiments/shuffle_sweep_local.sh): score × shuffle per
+# the channel-permutation grid of the embedded default (+experiment=shuffles_local): score × shuffle per
 # pattern; a cell whose records disagree is reported (narrow with --where) without failing the other tables
 SHUFFLE_GRID = --where model=smollm2_135m --where calibration=bundled_wiki --where nsamples=32 \
 	--where metric=wanda,ria,esparse --where metric_alpha=auto --where metric_a=0.5 --where reconstruct=False
@@ -59,7 +59,7 @@ verify-ci: install ## re-run the reduced-size CI reference (~1 min) and fail on 
 	bash scripts/verify.sh $(VERIFY_CI)
 
 LOCAL_PRESETS ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*_local.yaml))))
-reproduce-local: install ## every *_local paper-table preset on the CPU (~7 h idle, experiments/README.md), then tables + figures
+reproduce-local: install ## every *_local preset on the CPU (paper tables ~7 h, the README's seed sweeps ~6 h more, idle), then tables + figures
 	@failed=""; for p in $(LOCAL_PRESETS); do \
 		echo "== $$p"; $(PY) run.py -m +experiment=$$p $(ARGS) || failed="$$failed $$p"; \
 	done; \

@@ -84,3 +84,23 @@ def test_bench_keys_moved_into_the_yaml_change_the_hash_only_when_set():
     assert config_hash(without) == config_hash(base)
     assert config_hash(normalize(compose_cfg(["bench.prompt_len=64"]))) != config_hash(base)
     assert config_hash(normalize(compose_cfg(["bench.e2e_batch_sizes=[1]"]))) != config_hash(base)
+
+
+@pytest.mark.parametrize(
+    "preset, points",
+    [
+        ("scores_local", [["+experiment/arm=" + a, "pattern=" + p] for a in
+                          ("magnitude", "ri", "wanda", "ria", "esparse", "esparse_paper", "esparse_norm70",
+                           "sparsegpt", "wanda_rec", "ria_rec") for p in ("2:4", "4:8")]),
+        ("shuffles_local", [[f"metric={m}", f"shuffle={s}", f"pattern={p}"] for m in ("wanda", "ria", "esparse")
+                            for s in ("esparse_global", "esparse", "ria_cp", "ria_cp_lsa") for p in ("2:4", "4:8")]),
+    ],
+)  # fmt: skip
+def test_the_headline_presets_seed_0_points_are_the_committed_records(preset, points):
+    """The README's sweeps as presets: at seed 0 every point composes to a committed reference record,
+    so the preset resumes them instead of running them again (the label is not in the hash)."""
+    have = {p.stem for p in (ROOT / "results" / "reference" / "runs").glob("*.json")}
+    for over in points:
+        cfg = normalize(compose_cfg([f"+experiment={preset}", *over, "calibration.seed=0"]))
+        cfg["device"] = "cpu"
+        assert config_hash(cfg) in have, over

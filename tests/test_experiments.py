@@ -35,6 +35,8 @@ EXPECTED_JOBS = {
     "ria_t11_local": 4, "ria_t11_paper": 4,
 }  # fmt: skip
 DISTINCT_RUNS = {**EXPECTED_JOBS, "ria_t6_local": 7, "ria_t6_paper": 7}
+#: the README's measured sweeps (not one paper table each): arms/metrics x shuffles x patterns x 3 seeds
+SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 4 * 2 * 3}
 
 # cells of the preset's table that its local records fill (the local model's lines), hand-counted
 # from paper_values.json: e.g. RIA T10 has 7 rows x 3 columns, of which LLM-Pruner and the
@@ -135,7 +137,7 @@ def filled_cells(name: str, results: Path, model: str) -> int:
 
 def test_one_local_and_one_paper_preset_per_table():
     found = {p.stem for p in EXPERIMENTS.glob("*.yaml")} - {"ci_reference"}  # CI's reproduction check, no table
-    assert found == set(PRESETS)
+    assert found == set(PRESETS) | set(SWEEP_PRESETS)
     assert set(EXPECTED_JOBS) == set(PRESETS)
 
 
@@ -159,7 +161,7 @@ def _overridden_groups(path: Path) -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("name", PRESETS)
+@pytest.mark.parametrize("name", [*PRESETS, *SWEEP_PRESETS])
 def test_no_preset_fights_its_arms_over_a_group(name):
     """Hydra applies the sweep's arm before the preset (params first, command line last), so a group
     set by both would silently take the preset's value (a "dense" arm running at 2:4)."""
@@ -191,6 +193,14 @@ def test_preset_composes_and_expands(name):
         assert cfg["device"] == "cuda"
         assert cfg["calibration"] == {"name": "c4", "nsamples": 128, "seqlen": 2048, "seed": 0, "batch_size": 1}
         assert not {"smollm2_135m", "gemma3_270m"} & set(models)
+
+
+@pytest.mark.parametrize("name", SWEEP_PRESETS)
+def test_the_readme_sweeps_expand_over_three_seeds(name):
+    jobs = sweep_jobs(name)
+    assert len(jobs) == SWEEP_PRESETS[name]
+    assert sum("calibration.seed=1" in " ".join(j) for j in jobs) == SWEEP_PRESETS[name] // 3
+    assert _composed(name)["calibration"]["name"] == "bundled_wiki"
 
 
 def test_esparse_presets_evaluate_on_wikitext2_validation_ria_on_test():
