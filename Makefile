@@ -37,7 +37,8 @@ lint: install ## ruff check + format check (notebooks included)
 # the channel-permutation grid of the embedded default (+experiment=shuffles_local): score × shuffle per
 # pattern; a cell whose records disagree is reported (narrow with --where) without failing the other tables
 SHUFFLE_GRID = --where model=smollm2_135m --where calibration=bundled_wiki --where nsamples=32 \
-	--where metric=wanda,ria,esparse --where metric_alpha=auto --where metric_a=0.5 --where reconstruct=False
+	--where metric=wanda,ria,esparse --where metric_alpha=auto --where metric_a=0.5 --where reconstruct=False \
+	--where tie_break=low_index
 
 tables: install ## every paper table (and runs.md, drift.md) from results/{runs,reference/runs}/*.json -> results/tables/
 	$(PY) -m analysis drift --results results --out results/tables/drift.md | grep -E 'DRIFT|within' || true

@@ -18,8 +18,8 @@ from analysis import seeds
 from analysis.records import is_missing
 
 #: what a run was, as columns of :func:`runs_overview` (the experiment name aside)
-RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "shuffle",
-             "calibration", "nsamples", "seed")  # fmt: skip
+RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "tie_break",
+             "shuffle", "calibration", "nsamples", "seed")  # fmt: skip
 
 
 def runs_overview(results_dir: str | Path) -> pd.DataFrame:

@@ -71,6 +71,15 @@ def test_grid_aggregates_seeds_and_refuses_other_differences(tmp_path):
     assert grid.loc["wanda", "none"].format(1) == "183.7 ± 7.5 (3)"
     assert grid.loc["ria", "none"].n == 3
     assert browser.grid_comparisons(grid) == ["none: ria vs wanda: not separable (p=0.11, n=3)"]
+    # another tie rule at a seed the cell has is not a fourth seed: it is refused until filtered
+    tie = rec("t", "wanda", 0, 190.0)
+    tie["config"]["pattern"]["tie_break"] = "high_index"
+    (runs / "t.json").write_text(json.dumps(tie))
+    with pytest.raises(browser.GridError, match="differ in \\['tie_break'\\]"):
+        browser.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")
+    only = browser.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x", where={"tie_break": "low_index"})
+    assert only["2:4"].loc["wanda", "none"].format(1) == "183.7 ± 7.5 (3)"
+    (runs / "t.json").unlink()
     (runs / "x.json").write_text(json.dumps(rec("x", "wanda", 5, 180.0, nsamples=64)))
     with pytest.raises(browser.GridError, match="differ in \\['nsamples'\\]"):
         browser.runs_grid(tmp_path, "metric", "shuffle", "pattern", "ppl/x")
