@@ -137,9 +137,7 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
         return False
     if (as_str(rec.get("tie_break")) or DEFAULT_TIE_BREAK) != DEFAULT_TIE_BREAK:
         return False
-    if local and any(
-        not is_close(as_float(rec.get(k)), v) for k, v in LOCAL_SIZES.items() if not is_missing(rec.get(k))
-    ):
+    if local and not at_local_sizes(rec):
         return False
     want = cell_pattern(keys)
     if not pattern_ok(rec, want):
@@ -223,7 +221,13 @@ class Found:
         return self.summary.mean
 
 
-def _seed(rec: Mapping[str, Any]) -> int:
+def at_local_sizes(rec: Mapping[str, Any]) -> bool:
+    """Was the record made at the embedded default's calibration and evaluation sizes (a size it
+    does not record does not count against it)?"""
+    return all(is_missing(rec.get(k)) or is_close(as_float(rec.get(k)), v) for k, v in LOCAL_SIZES.items())
+
+
+def seed_of(rec: Mapping[str, Any]) -> int:
     s = as_float(rec.get("seed"))
     return 0 if s is None else int(s)
 
@@ -233,10 +237,10 @@ def _lookup(cell: PaperCell, model: str, recs: list[dict], quantity: str, local:
     keys = cell.keys
     per_seed: dict[int, tuple[float, Mapping[str, Any], str]] = {}
     for rec in recs:  # newest first: the first record of a seed is the one it shows
-        if _seed(rec) not in per_seed and _matches(rec, keys, model, local):
+        if seed_of(rec) not in per_seed and _matches(rec, keys, model, local):
             got = _read_value(rec, keys, quantity, local)
             if got is not None:
-                per_seed[_seed(rec)] = (got[0], rec, got[1])
+                per_seed[seed_of(rec)] = (got[0], rec, got[1])
     if per_seed:
         ordered = sorted(per_seed.items())
         summary = seeds.summarize({s: v for s, (v, _, _) in ordered})
