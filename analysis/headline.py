@@ -9,7 +9,11 @@ Three tables per model of the embedded default (its sizes: ``matching.LOCAL_SIZE
   ``pattern.tie_break`` rule), so a difference can be read against both noises.
 
 Under each table, every pair of rows in a column that ran on at least two common seeds is compared
-paired by seed; only what the test separates is stated as an ordering, the rest is "not separable".
+paired by seed, and each permutation against its score's ``none``; only what the test separates is
+stated as an ordering, the rest is "not separable". Each list says how many comparisons it made: the
+p-values are per comparison, not corrected for the family. With more than one model, a last part
+puts the models' score cells side by side and says, pair by pair, whether every model separates it
+the same way (the papers' orderings are claimed across LLaMA and OPT; here, across two families).
 ``python -m analysis headline --readme README.md`` rewrites the block between the markers; a test
 rebuilds it from ``results/reference/runs`` and fails when the README differs.
 """
@@ -117,15 +121,30 @@ def _grid(recs: pd.DataFrame, rows: Sequence[Row], columns: Sequence[tuple[str, 
     """Cells, and the paired claims of every column but ``skip`` (one already compared elsewhere)."""
     cells = {(r.label, c): cell(recs, {**r.where, **w}) for r in rows for c, w in columns}
     table = [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in columns] for r in rows]
+    table = [row for row in table if any(c != "not run" for c in row[1:])]  # a score never run: no line
     claims = [v for c, _ in columns if c != skip for v in _verdicts({r.label: cells[(r.label, c)] for r in rows}, c)]
-    return table, claims
+    return table, claims, cells
 
 
-def _claims(claims: list[str]) -> str:
+def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], rows: Sequence[Row], base: str) -> list[str]:
+    """Each row's other columns against its own ``base`` column, paired by seed: does the step help?"""
+    out = []
+    for r in rows:
+        for (label, col), s in cells.items():
+            if label == r.label and col != base:
+                p = seeds.paired(s, cells[(label, base)])
+                if p.n >= 2:
+                    out.append(f"{label}: " + p.verdict(f"`{col}`", f"`{base}`"))
+    return out
+
+
+def _claims(claims: list[str], what: str = "") -> str:
+    of = f", {what}" if what else ""
     if not claims:
-        return "No pair of rows has two common seeds yet (`none` is compared above): no ordering is claimed."
+        return f"No pair{of} has two common seeds yet: no ordering is claimed."
     sep = [c for c in claims if "not separable" not in c]
-    lines = [f"Paired by seed (two-sided paired t-test, α = {seeds.ALPHA}):"]
+    lines = [f"Paired by seed{of} (two-sided paired t-test, α = {seeds.ALPHA} per comparison, "
+             f"{len(claims)} comparisons, uncorrected):"]  # fmt: skip
     lines += [f"- separable: {c}" for c in sep] or ["- separable: none"]
     lines += [f"- {c}" for c in claims if "not separable" in c]
     return "\n".join(lines)
@@ -144,8 +163,9 @@ def spread_table(recs: pd.DataFrame, model: str) -> str:
         seed_vals = list(by_seed.values.values())
         seed_rng = f"{(max(seed_vals) - min(seed_vals)) / by_seed.mean:.1%}" if by_seed.n > 1 else "—"
         tie_rng = f"{(max(have) - min(have)) / (sum(have) / len(have)):.1%}" if len(have) > 1 else "—"
-        rows.append([r.label, by_seed.format() or "not run", *[f"{v:.1f}" if v is not None else "not run"
-                     for v in ties.values()], seed_rng, tie_rng])  # fmt: skip
+        if by_seed.n or have:
+            rows.append([r.label, by_seed.format() or "not run", *[f"{v:.1f}" if v is not None else "not run"
+                         for v in ties.values()], seed_rng, tie_rng])  # fmt: skip
     return _md(header, rows)
 
 
@@ -172,31 +192,83 @@ def zeroshot_table(recs: pd.DataFrame, model: str) -> str | None:
     return _md(["PIQA", "items", "acc", "acc_norm"], rows) if rows else None
 
 
+FAMILY_ROWS = (SCORES[0], WANDA, RIA, ESPARSE, SCORES[7])
+
+
+def _mark(p: seeds.Paired) -> str:
+    return ("<" if p.mean < 0 else ">") if p.significant else "≈"
+
+
+def _sign(p: seeds.Paired) -> str:
+    return f"{_mark(p)} (p={p.p:.2g}, n={p.n})" if p.n >= 2 else "no claim"
+
+
+def _across(per: Sequence[seeds.Paired], a: str, b: str) -> str:
+    """Whether every model says the same of ``a`` vs ``b``."""
+    if any(p.n < 2 for p in per):
+        return "no claim (a model has < 2 common seeds)"
+    marks = {_mark(p) for p in per}
+    if marks == {"≈"}:
+        return "not separable in any"
+    return f"yes: {a} {marks.pop()} {b}" if len(marks) == 1 else "no"
+
+
+def families_table(recs: pd.DataFrame, models: Sequence[str]) -> str:
+    """The scores on every model side by side, then each pair's paired verdict per model: an ordering
+    holds across families only where every model separates it the same way."""
+    cols = [(f"{m} {p}", {"model": m, "pattern": p}) for m in models for p in PATTERNS]
+    cells = {(r.label, c): cell(recs, {**r.where, **w}) for r in FAMILY_ROWS for c, w in cols}
+    lines = [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in cols] for r in FAMILY_ROWS]
+    table = _md(["score", *(c for c, _ in cols)], lines)
+    parts = ["Every model's cells side by side:", table]
+    for pat in PATTERNS:
+        rows = []
+        for i, a in enumerate(FAMILY_ROWS):
+            for b in FAMILY_ROWS[i + 1 :]:
+                per = [seeds.paired(cells[(a.label, f"{m} {pat}")], cells[(b.label, f"{m} {pat}")]) for m in models]
+                if all(p.n < 2 for p in per):
+                    continue
+                rows.append([f"{a.label} vs {b.label}", *(_sign(p) for p in per), _across(per, a.label, b.label)])
+        if rows:
+            parts += [f"At {pat}, each pair paired by seed per model (`<`/`>`: separable at α = {seeds.ALPHA}; "
+                      "`≈`: not separable):", _md([f"{pat} pair", *models, "same in every model"], rows)]  # fmt: skip
+    return "\n\n".join(parts)
+
+
 def build(results_dir: str | Path) -> str:
     """The measured section's generated block, one part per model with records."""
     recs = local_records(results_dir)
     if recs.empty:
         return "No finished record of the embedded default's sizes."
     parts = []
-    for model in sorted(set(recs["model"]), key=lambda m: (m != "smollm2_135m", m)):
+    for model in _models(recs):
         sub = recs[recs["model"] == model]
         dense = sub[sub["pattern"] == "dense"][VALUE]
         head = f"### {model}" + (f" (dense: {float(dense.iloc[0]):.2f})" if len(dense) else "")
         cols = [(p, {"model": model, "pattern": p}) for p in PATTERNS]
-        table, claims = _grid(sub, SCORES, cols)
+        table, claims, _ = _grid(sub, SCORES, cols)
         parts += [head, "Perplexity by score (no channel permutation):", _md(["score", *PATTERNS], table),
                   _claims(claims)]  # fmt: skip
         for p in PATTERNS:
             cols = [(s, {"model": model, "pattern": p, "shuffle": s}) for s in SHUFFLES]
-            table, claims = _grid(sub, SHUFFLE_ROWS, cols, skip="none")  # `none` is the score table
+            table, claims, cells = _grid(sub, SHUFFLE_ROWS, cols, skip="none")  # `none` is the score table
             if any(c != "not run" for row in table for c in row[2:]):
                 grid = _md([p, *(f"`{s}`" for s in SHUFFLES)], table)
-                parts += [f"Channel permutation at {p}:", grid, _claims(claims)]
+                steps = _claims(_vs_baseline(cells, SHUFFLE_ROWS, "none"), "each permutation against `none`")
+                parts += [f"Channel permutation at {p}:", grid, _claims(claims, "scores under one permutation"), steps]
         parts += ["Seed spread and tie spread at 2:4:", spread_table(sub, model)]
         zs = zeroshot_table(local_records(results_dir, f"{ZEROSHOT}/acc"), model)
         if zs:
             parts += ["Zero-shot (seed 0; ± lm-eval's stderr over items):", zs]
+    models = _models(recs[recs["pattern"] != "dense"])  # a model with pruned records
+    if len(models) > 1:
+        parts += ["### Across families", families_table(recs, models)]
     return "\n\n".join(parts)
+
+
+def _models(recs: pd.DataFrame) -> list[str]:
+    """The embedded default first, then the others by name."""
+    return sorted(set(recs["model"]), key=lambda m: (m != "smollm2_135m", m))
 
 
 def rewrite_readme(readme: str | Path, results_dir: str | Path) -> bool:

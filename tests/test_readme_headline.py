@@ -29,12 +29,14 @@ def test_the_readme_block_is_generated_from_the_committed_records(reference_only
     )
 
 
-def _rec(tmp: Path, h: str, metric: str, seed: int, ppl: float, **pattern) -> None:
+def _rec(
+    tmp: Path, h: str, metric: str, seed: int, ppl: float, model: str = "smollm2_135m", shuffle: str = "none", **pattern
+) -> None:
     cfg = {
-        "model": {"name": "smollm2_135m"},
+        "model": {"name": model},
         "metric": {"name": metric, "reconstruct": False, **({"a": 0.5} if metric == "ria" else {})},
         "pattern": {"name": "2:4", "kind": "nm", "n": 2, "m": 4, **pattern},
-        "shuffle": {"name": "none"},
+        "shuffle": {"name": shuffle},
         "calibration": {"name": "bundled_wiki", "nsamples": 32, "seqlen": 512, "seed": seed},
         "eval": {"ppl": {"nsamples": 32, "seqlen": 512}},
     }
@@ -57,3 +59,36 @@ def test_cells_claims_and_spreads_by_hand(tmp_path):
     assert "separable: none" in text
     # seed range (171 - 169) / 170 = 1.2 %; tie range (174 - 168.3) / mean(170, 174, 168.3) = 3.3 %
     assert "| RIA (a = 0.5) | 170.0 ± 1.0 (3) | 170.0 | 174.0 | 168.3 | 1.2% | 3.3% |" in text
+
+
+def test_each_permutation_is_compared_with_none_paired_by_seed(tmp_path):
+    for s, (none, perm) in enumerate([(180.0, 150.0), (190.0, 161.0), (170.0, 139.0)]):
+        _rec(tmp_path, f"n{s}", "wanda", s, none)
+        _rec(tmp_path, f"p{s}", "wanda", s, perm, shuffle="esparse")
+    text = headline.build(tmp_path)
+    # esparse - none = -30, -29, -31: mean -30, sd 1, t = -30 / (1 / sqrt 3) = -52, two-sided p(2 df) = 0.00037
+    assert "- separable: Wanda: `esparse` < `none` (p=0.00037, n=3)" in text
+    assert "each permutation against `none` (two-sided paired t-test, α = 0.05 per comparison, 1 comparisons" in text
+
+
+def test_the_families_table_says_whether_an_ordering_holds_in_every_model(tmp_path):
+    # Wanda - RIA per seed: SmolLM2 10, 11, 9 (separable, p = 0.0033); Gemma 10, -5, 2 (not separable, p = 0.64)
+    for model, wanda, ria in [
+        ("smollm2_135m", (180.0, 181.0, 179.0), (170.0, 170.0, 170.0)),
+        ("gemma3_270m", (60.0, 55.0, 57.0), (50.0, 60.0, 55.0)),
+    ]:
+        for s in range(3):
+            _rec(tmp_path, f"{model}w{s}", "wanda", s, wanda[s], model=model)
+            _rec(tmp_path, f"{model}r{s}", "ria", s, ria[s], model=model)
+    text = headline.build(tmp_path)
+    assert "### Across families" in text
+    assert "| score | smollm2_135m 2:4 | smollm2_135m 4:8 | gemma3_270m 2:4 | gemma3_270m 4:8 |" in text
+    assert "| Wanda vs RIA (a = 0.5) | > (p=0.0033, n=3) | ≈ (p=0.64, n=3) | no |" in text
+    for model in ("smollm2_135m", "gemma3_270m"):  # both models also get their own section
+        assert f"### {model}" in text
+
+
+def test_one_model_has_no_families_section(tmp_path):
+    for s in range(2):
+        _rec(tmp_path, f"w{s}", "wanda", s, 180.0 + s)
+    assert "Across families" not in headline.build(tmp_path)
