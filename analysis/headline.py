@@ -117,24 +117,33 @@ def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[str]:
     return out
 
 
-def _grid(recs: pd.DataFrame, rows: Sequence[Row], columns: Sequence[tuple[str, Mapping[str, Any]]], skip: str = ""):
+Columns = Sequence[tuple[str, Mapping[str, Any]]]
+
+
+def _cells(recs: pd.DataFrame, rows: Sequence[Row], columns: Columns) -> dict[tuple[str, str], seeds.Summary]:
+    return {(r.label, c): cell(recs, {**r.where, **w}) for r in rows for c, w in columns}
+
+
+def _lines(cells: Mapping[tuple[str, str], seeds.Summary], rows: Sequence[Row], columns: Columns) -> list[list[str]]:
+    return [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in columns] for r in rows]
+
+
+def _grid(recs: pd.DataFrame, rows: Sequence[Row], columns: Columns, skip: str = ""):
     """Cells, and the paired claims of every column but ``skip`` (one already compared elsewhere)."""
-    cells = {(r.label, c): cell(recs, {**r.where, **w}) for r in rows for c, w in columns}
-    table = [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in columns] for r in rows]
-    table = [row for row in table if any(c != "not run" for c in row[1:])]  # a score never run: no line
+    cells = _cells(recs, rows, columns)
+    table = [row for row in _lines(cells, rows, columns) if any(c != "not run" for c in row[1:])]  # never run: no line
     claims = [v for c, _ in columns if c != skip for v in _verdicts({r.label: cells[(r.label, c)] for r in rows}, c)]
     return table, claims, cells
 
 
-def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], rows: Sequence[Row], base: str) -> list[str]:
+def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], base: str) -> list[str]:
     """Each row's other columns against its own ``base`` column, paired by seed: does the step help?"""
     out = []
-    for r in rows:
-        for (label, col), s in cells.items():
-            if label == r.label and col != base:
-                p = seeds.paired(s, cells[(label, base)])
-                if p.n >= 2:
-                    out.append(f"{label}: " + p.verdict(f"`{col}`", f"`{base}`"))
+    for (label, col), s in cells.items():  # row by row, as the cells were built
+        if col != base:
+            p = seeds.paired(s, cells[(label, base)])
+            if p.n >= 2:
+                out.append(f"{label}: " + p.verdict(f"`{col}`", f"`{base}`"))
     return out
 
 
@@ -195,19 +204,15 @@ def zeroshot_table(recs: pd.DataFrame, model: str) -> str | None:
 FAMILY_ROWS = (SCORES[0], WANDA, RIA, ESPARSE, SCORES[7])
 
 
-def _mark(p: seeds.Paired) -> str:
-    return ("<" if p.mean < 0 else ">") if p.significant else "≈"
-
-
 def _sign(p: seeds.Paired) -> str:
-    return f"{_mark(p)} (p={p.p:.2g}, n={p.n})" if p.n >= 2 else "no claim"
+    return f"{p.mark} (p={p.p:.2g}, n={p.n})" if p.n >= 2 else "no claim"
 
 
 def _across(per: Sequence[seeds.Paired], models: Sequence[str], a: str, b: str) -> str:
     """Whether every model says the same of ``a`` vs ``b``."""
     if any(p.n < 2 for p in per):
         return "no claim (a model has < 2 common seeds)"
-    marks = [_mark(p) for p in per]
+    marks = [p.mark for p in per]
     if set(marks) == {"≈"}:
         return "not separable in any"
     if len(set(marks)) == 1:
@@ -221,9 +226,8 @@ def families_table(recs: pd.DataFrame, models: Sequence[str]) -> str:
     """The scores on every model side by side, then each pair's paired verdict per model: an ordering
     holds across families only where every model separates it the same way."""
     cols = [(f"{m} {p}", {"model": m, "pattern": p}) for m in models for p in PATTERNS]
-    cells = {(r.label, c): cell(recs, {**r.where, **w}) for r in FAMILY_ROWS for c, w in cols}
-    lines = [[r.label] + [cells[(r.label, c)].format() or "not run" for c, _ in cols] for r in FAMILY_ROWS]
-    table = _md(["score", *(c for c, _ in cols)], lines)
+    cells = _cells(recs, FAMILY_ROWS, cols)
+    table = _md(["score", *(c for c, _ in cols)], _lines(cells, FAMILY_ROWS, cols))
     parts = ["Every model's cells side by side:", table]
     for pat in PATTERNS:
         rows = []
@@ -248,6 +252,7 @@ def build(results_dir: str | Path) -> str:
     recs = local_records(results_dir)
     if recs.empty:
         return "No finished record of the embedded default's sizes."
+    zeroshot = local_records(results_dir, f"{ZEROSHOT}/acc")
     parts = []
     for model in _models(recs):
         sub = recs[recs["model"] == model]
@@ -262,10 +267,10 @@ def build(results_dir: str | Path) -> str:
             table, claims, cells = _grid(sub, SHUFFLE_ROWS, cols, skip="none")  # `none` is the score table
             if any(c != "not run" for row in table for c in row[2:]):
                 grid = _md([p, *(f"`{s}`" for s in SHUFFLES)], table)
-                steps = _claims(_vs_baseline(cells, SHUFFLE_ROWS, "none"), "each permutation against `none`")
+                steps = _claims(_vs_baseline(cells, "none"), "each permutation against `none`")
                 parts += [f"Channel permutation at {p}:", grid, _claims(claims, "scores under one permutation"), steps]
         parts += ["Seed spread and tie spread at 2:4:", spread_table(sub, model)]
-        zs = zeroshot_table(local_records(results_dir, f"{ZEROSHOT}/acc"), model)
+        zs = zeroshot_table(zeroshot, model)
         if zs:
             parts += ["Zero-shot (seed 0; ± lm-eval's stderr over items):", zs]
     models = _models(recs[recs["pattern"] != "dense"])  # a model with pruned records

@@ -77,13 +77,17 @@ class Paired:
     def significant(self) -> bool:
         return self.n >= 2 and not math.isnan(self.p) and self.p < ALPHA
 
+    @property
+    def mark(self) -> str:
+        """``<`` or ``>`` (a vs b) where the test separates them, ``≈`` where it does not."""
+        return ("<" if self.mean < 0 else ">") if self.significant else "≈"
+
     def verdict(self, a: str, b: str) -> str:
         if self.n < 2:
             return f"n={self.n}: no claim"
         if not self.significant:
             return f"{a} vs {b}: not separable (p={self.p:.2g}, n={self.n})"
-        sign = "<" if self.mean < 0 else ">"
-        return f"{a} {sign} {b} (p={self.p:.2g}, n={self.n})"
+        return f"{a} {self.mark} {b} (p={self.p:.2g}, n={self.n})"
 
 
 def paired(a: Summary, b: Summary) -> Paired:
