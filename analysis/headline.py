@@ -10,8 +10,9 @@ Three tables per model of the embedded default (its sizes: ``matching.LOCAL_SIZE
 
 Under each table, every pair of rows in a column that ran on at least two common seeds is compared
 paired by seed, and each permutation against its score's ``none``; only what the test separates is
-stated as an ordering, the rest is "not separable". Each list says how many comparisons it made: the
-p-values are per comparison, not corrected for the family. With more than one model, a last part
+stated as an ordering, the rest is "not separable". Each list says how many comparisons it made and
+gives each separation's p both per comparison and Holm-adjusted over the list (``seeds.holm``), with
+the count that survives the adjustment. With more than one model, a last part
 puts the models' score cells side by side and says, pair by pair, whether every model separates it
 the same way (the papers' orderings are claimed across LLaMA and OPT; here, across two families).
 ``python -m analysis headline --readme README.md`` rewrites the block between the markers; a test
@@ -105,7 +106,20 @@ def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out)
 
 
-def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[str]:
+@dataclass(frozen=True)
+class Claim:
+    """One paired comparison a table makes: ``a`` vs ``b`` within ``where`` (a column or a row)."""
+
+    where: str
+    a: str
+    b: str
+    paired: seeds.Paired
+
+    def text(self, holm: float | None = None) -> str:
+        return f"{self.where}: " + self.paired.verdict(self.a, self.b, holm)
+
+
+def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[Claim]:
     """Every pair with two or more common seeds, lower mean first (perplexity: lower is better)."""
     ranked = sorted(((k, s) for k, s in cells.items() if s.n >= 2), key=lambda ks: ks[1].mean)
     out = []
@@ -113,7 +127,7 @@ def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[str]:
         for b, sb in ranked[i + 1 :]:
             p = seeds.paired(sa, sb)
             if p.n >= 2:
-                out.append(f"{column}: " + p.verdict(a, b))
+                out.append(Claim(column, a, b, p))
     return out
 
 
@@ -136,26 +150,34 @@ def _grid(recs: pd.DataFrame, rows: Sequence[Row], columns: Columns, skip: str =
     return table, claims, cells
 
 
-def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], base: str) -> list[str]:
+def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], base: str) -> list[Claim]:
     """Each row's other columns against its own ``base`` column, paired by seed: does the step help?"""
     out = []
     for (label, col), s in cells.items():  # row by row, as the cells were built
         if col != base:
             p = seeds.paired(s, cells[(label, base)])
             if p.n >= 2:
-                out.append(f"{label}: " + p.verdict(f"`{col}`", f"`{base}`"))
+                out.append(Claim(label, f"`{col}`", f"`{base}`", p))
     return out
 
 
-def _claims(claims: list[str], what: str = "") -> str:
+def _claims(claims: list[Claim], what: str = "") -> str:
+    """The list under a table: its separations (each with its Holm-adjusted p over the list), then what
+    survives the whole list, then the pairs that are not separable."""
     of = f", {what}" if what else ""
     if not claims:
         return f"Paired by seed{of}: no pair has two common seeds yet, so no ordering is claimed."
-    sep = [c for c in claims if "not separable" not in c]
-    lines = [f"Paired by seed{of} (two-sided paired t-test, α = {seeds.ALPHA} per comparison, "
-             f"{len(claims)} comparisons, uncorrected):"]  # fmt: skip
-    lines += [f"- separable: {c}" for c in sep] or ["- separable: none"]
-    lines += [f"- {c}" for c in claims if "not separable" in c]
+    k = len(claims)
+    holm = seeds.holm([c.paired.p for c in claims])
+    sep = [(c, h) for c, h in zip(claims, holm, strict=True) if c.paired.significant]
+    lines = [f"Paired by seed{of} (two-sided paired t-test, α = {seeds.ALPHA} per comparison, {k} comparisons; "
+             f"Holm p: adjusted over the {k}):"]  # fmt: skip
+    lines += [f"- separable: {c.text(h)}" for c, h in sep] or ["- separable: none"]
+    if sep:
+        held = sum(h < seeds.ALPHA for _, h in sep)
+        lines.append(f"- after Holm's adjustment (family-wise α = {seeds.ALPHA}): {held} of {len(sep)} "
+                     "separations hold")  # fmt: skip
+    lines += [f"- {c.text()}" for c in claims if not c.paired.significant]
     return "\n".join(lines)
 
 
@@ -242,8 +264,9 @@ def families_table(recs: pd.DataFrame, models: Sequence[str]) -> str:
                     per = [seeds.paired(cells[(a, f"{m} {pat}")], cells[(b, f"{m} {pat}")]) for m in models]
                 rows.append([f"{a} vs {b}", *(_sign(p) for p in per), _across(per, models, a, b)])
         if rows:
-            parts += [f"At {pat}, each pair paired by seed per model (`<`/`>`: separable at α = {seeds.ALPHA}; "
-                      "`≈`: not separable):", _md([f"{pat} pair", *models, "same in every model"], rows)]  # fmt: skip
+            head = (f"At {pat}, each pair paired by seed per model (`<`/`>`: separable at α = {seeds.ALPHA} "
+                    "per comparison, uncorrected; `≈`: not separable):")  # fmt: skip
+            parts += [head, _md([f"{pat} pair", *models, "same in every model"], rows)]
     return "\n\n".join(parts)
 
 

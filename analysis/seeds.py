@@ -9,12 +9,17 @@ test: with 3 seeds a sign test cannot reach p < 0.05 even when every seed agrees
 two-sided p is 0.25), so it could never separate anything; the t-test uses the sizes of the
 differences, at the price of assuming they are roughly normal. A cell with one seed says n=1 and
 claims nothing; a difference that is not significant is reported as "not separable".
+
+A table makes many comparisons at once, so ``holm`` adjusts their p-values for the family (Holm's
+step-down: controls the chance of any false separation at ``ALPHA`` without assuming independence,
+and is never weaker than Bonferroni). Both are reported: the per-comparison p says what one
+comparison shows, the adjusted p what survives the whole table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 ALPHA = 0.05
@@ -82,12 +87,14 @@ class Paired:
         """``<`` or ``>`` (a vs b) where the test separates them, ``≈`` where it does not."""
         return ("<" if self.mean < 0 else ">") if self.significant else "≈"
 
-    def verdict(self, a: str, b: str) -> str:
+    def verdict(self, a: str, b: str, holm: float | None = None) -> str:
+        """The sentence a table states; ``holm`` (the family-adjusted p) is shown beside a separation."""
         if self.n < 2:
             return f"n={self.n}: no claim"
         if not self.significant:
             return f"{a} vs {b}: not separable (p={self.p:.2g}, n={self.n})"
-        return f"{a} {self.mark} {b} (p={self.p:.2g}, n={self.n})"
+        adjusted = "" if holm is None else f", Holm p={holm:.2g}"
+        return f"{a} {self.mark} {b} (p={self.p:.2g}, n={self.n}{adjusted})"
 
 
 def paired(a: Summary, b: Summary) -> Paired:
@@ -102,3 +109,15 @@ def paired(a: Summary, b: Summary) -> Paired:
     if all(x == d[0] for x in d):  # no spread: the t statistic is undefined (0/0 or x/0)
         return Paired(diffs, 1.0 if d[0] == 0 else 0.0)
     return Paired(diffs, float(stats.ttest_rel([a.values[s] for s in common], [b.values[s] for s in common]).pvalue))
+
+
+def holm(ps: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the order given: the i-th smallest of k is multiplied by k - i + 1,
+    then made non-decreasing in that order and capped at 1."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    out = [math.nan] * len(ps)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        out[i] = running
+    return out

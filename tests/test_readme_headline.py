@@ -4,6 +4,7 @@ claims follow the paired test: a README number without a record behind it fails 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,19 @@ def test_the_readme_block_is_generated_from_the_committed_records(reference_only
     assert block == headline.build(reference_only), (
         "README's measured section differs from the records: run `python -m analysis headline --readme README.md`"
     )
+
+
+def test_the_prose_under_the_block_quotes_only_p_values_the_block_gives():
+    """The hand-written reading of the tables goes stale when records change: every ``p = x`` and
+    ``Holm p = x`` it quotes must be a value the generated block prints."""
+    text = (ROOT / "README.md").read_text()
+    block, after = text.split(headline.BEGIN, 1)[1].split(headline.END, 1)
+    reading = after.split("\n## ", 1)[0]
+    quoted = re.findall(r"(Holm )?p = (\d\.\d+)", reading)
+    assert quoted, "no p-value quoted under the block: the check would assert nothing"
+    for holm, value in quoted:
+        pattern = rf"Holm p={re.escape(value)}\b" if holm else rf"(?<!Holm )p={re.escape(value)}\b"
+        assert re.search(pattern, block), f"README prose quotes {holm}p = {value}; the block prints no such value"
 
 
 def _rec(
@@ -61,14 +75,24 @@ def test_cells_claims_and_spreads_by_hand(tmp_path):
     assert "| RIA (a = 0.5) | 170.0 ± 1.0 (3) | 170.0 | 174.0 | 168.3 | 1.2% | 3.3% |" in text
 
 
-def test_each_permutation_is_compared_with_none_paired_by_seed(tmp_path):
-    for s, (none, perm) in enumerate([(180.0, 150.0), (190.0, 161.0), (170.0, 139.0)]):
+def test_each_permutation_is_compared_with_none_paired_by_seed_and_holm_adjusted(tmp_path):
+    nones = (180.0, 190.0, 170.0)
+    perms = {
+        "esparse": (150.0, 161.0, 139.0),  # - none = -30, -29, -31: mean -30, sd 1, t = -52, p(2 df) = 0.00037
+        "ria_cp_lsa": (169.0, 185.0, 162.0),  # -11, -5, -8: mean -8, sd 3, t = -4.62, p = 0.044
+        "ria_cp": (175.0, 195.0, 167.0),  # -5, 5, -3: mean -1, sd 5.29, t = -0.33, p = 0.77
+    }
+    for s, none in enumerate(nones):
         _rec(tmp_path, f"n{s}", "wanda", s, none)
-        _rec(tmp_path, f"p{s}", "wanda", s, perm, shuffle="esparse")
+        for shuffle, ppl in perms.items():
+            _rec(tmp_path, f"{shuffle}{s}", "wanda", s, ppl[s], shuffle=shuffle)
     text = headline.build(tmp_path)
-    # esparse - none = -30, -29, -31: mean -30, sd 1, t = -30 / (1 / sqrt 3) = -52, two-sided p(2 df) = 0.00037
-    assert "- separable: Wanda: `esparse` < `none` (p=0.00037, n=3)" in text
-    assert "each permutation against `none` (two-sided paired t-test, α = 0.05 per comparison, 1 comparisons" in text
+    # Holm over 3: 0.00037 x 3 = 0.0011; 0.044 x 2 = 0.088 (no longer below 0.05); 0.77 x 1 = 0.77
+    assert "- separable: Wanda: `esparse` < `none` (p=0.00037, n=3, Holm p=0.0011)" in text
+    assert "- separable: Wanda: `ria_cp_lsa` < `none` (p=0.044, n=3, Holm p=0.088)" in text
+    assert "- after Holm's adjustment (family-wise α = 0.05): 1 of 2 separations hold" in text
+    assert "- Wanda: `ria_cp` vs `none`: not separable (p=0.77, n=3)" in text
+    assert "each permutation against `none` (two-sided paired t-test, α = 0.05 per comparison, 3 comparisons" in text
 
 
 def test_the_families_table_says_whether_an_ordering_holds_in_every_model(tmp_path):

@@ -47,6 +47,13 @@ def test_a_consistent_large_difference_is_significant_and_pairs_only_common_seed
     assert p.verdict("a", "b").startswith("a < b (p=")
 
 
+def test_holm_adjustment_by_hand():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04, raised to 0.06 (monotone)
+    assert seeds.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert seeds.holm([0.5, 0.6]) == [1.0, 1.0]  # 0.5 x 2 caps at 1; the larger cannot fall below it
+    assert seeds.holm([0.02]) == [0.02] and seeds.holm([]) == []
+
+
 def test_grid_aggregates_seeds_and_refuses_other_differences(tmp_path):
     import json
 
