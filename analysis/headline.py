@@ -12,9 +12,11 @@ Under each table, every pair of rows in a column that ran on at least two common
 paired by seed, and each permutation against its score's ``none``; only what the test separates is
 stated as an ordering, the rest is "not separable". Each list says how many comparisons it made and
 gives each separation's p both per comparison and Holm-adjusted over the list (``seeds.holm``), with
-the count that survives the adjustment. With more than one model, a last part
-puts the models' score cells side by side and says, pair by pair, whether every model separates it
-the same way (the papers' orderings are claimed across LLaMA and OPT; here, across two families).
+the count that survives the adjustment. Zero-shot records over the whole PIQA set that carry their
+per-item outcomes are compared item by item (``analysis.items``: McNemar's exact test). With more
+than one model, a last part puts the models' score cells side by side and says, pair by pair,
+whether every model separates it the same way (the papers' orderings are claimed across LLaMA and
+OPT; here, across two families).
 ``python -m analysis headline --readme README.md`` rewrites the block between the markers; a test
 rebuilds it from ``results/reference/runs`` and fails when the README differs.
 """
@@ -28,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis import items as item_tests
 from analysis import records as rec_io
 from analysis import seeds
 from analysis.matching import DEFAULT_TIE_BREAK, as_float, at_local_sizes, is_close, seed_of
@@ -113,7 +116,7 @@ class Claim:
     where: str
     a: str
     b: str
-    paired: seeds.Paired
+    paired: seeds.Paired | item_tests.ItemPaired
 
     def text(self, holm: float | None = None) -> str:
         return f"{self.where}: " + self.paired.verdict(self.a, self.b, holm)
@@ -161,16 +164,16 @@ def _vs_baseline(cells: Mapping[tuple[str, str], seeds.Summary], base: str) -> l
     return out
 
 
-def _claims(claims: list[Claim], what: str = "") -> str:
+def _claims(claims: list[Claim], what: str = "", by: str = "seed", test: str = "two-sided paired t-test") -> str:
     """The list under a table: its separations (each with its Holm-adjusted p over the list), then what
     survives the whole list, then the pairs that are not separable."""
     of = f", {what}" if what else ""
     if not claims:
-        return f"Paired by seed{of}: no pair has two common seeds yet, so no ordering is claimed."
+        return f"Paired by {by}{of}: no pair has two common {by}s yet, so no ordering is claimed."
     k = len(claims)
     holm = seeds.holm([c.paired.p for c in claims])
     sep = [(c, h) for c, h in zip(claims, holm, strict=True) if c.paired.significant]
-    lines = [f"Paired by seed{of} (two-sided paired t-test, α = {seeds.ALPHA} per comparison, {k} comparisons; "
+    lines = [f"Paired by {by}{of} ({test}, α = {seeds.ALPHA} per comparison, {k} comparisons; "
              f"Holm p: adjusted over the {k}):"]  # fmt: skip
     lines += [f"- separable: {c.text(h)}" for c, h in sep] or ["- separable: none"]
     if sep:
@@ -205,10 +208,10 @@ ZEROSHOT_ROWS = (Row("dense", {"pattern": "dense"}), *(Row(f"{r.label}, 2:4", {*
                  for r in (SCORES[0], WANDA, RIA, ESPARSE, SCORES[7])))  # fmt: skip
 
 
-def zeroshot_table(recs: pd.DataFrame, model: str) -> str | None:
-    """PIQA (validation) accuracy as lm-eval reports it, ± its stderr, with the number of items: one
-    calibration seed each, so it claims only what the stderr separates."""
-    rows = []
+def zeroshot_table(recs: pd.DataFrame, model: str) -> tuple[str, str] | None:
+    """PIQA (validation) accuracy as lm-eval reports it, ± its stderr, with the number of items (one
+    calibration seed each), and the whole-set models compared item by item (``analysis.items``)."""
+    rows, whole = [], {}
     for r in ZEROSHOT_ROWS:
         want = {"tie_break": DEFAULT_TIE_BREAK, "shuffle": "none", "model": model, **r.where}
         for rec in recs.to_dict("records"):  # newest first; one line per item count
@@ -220,7 +223,26 @@ def zeroshot_table(recs: pd.DataFrame, model: str) -> str | None:
                 norm = f"{rec[f'{ZEROSHOT}/acc_norm']:.3f} ± {rec[f'{ZEROSHOT}/acc_norm_stderr']:.3f}"
                 if not any(x[0] == r.label and x[1] == items for x in rows):
                     rows.append([r.label, items, acc, norm])
-    return _md(["PIQA", "items", "acc", "acc_norm"], rows) if rows else None
+                    if rec_io.is_missing(limit):
+                        whole[r.label] = rec
+    if not rows:
+        return None
+    return _md(["PIQA", "items", "acc", "acc_norm"], rows), _item_claims(whole)
+
+
+def _item_claims(whole: Mapping[str, Mapping[str, Any]], metric: str = "acc") -> str:
+    """Every pair of whole-set records that carry the same items, the more accurate first."""
+    task = ZEROSHOT.split("/", 1)[1]
+    ranked = sorted(whole.items(), key=lambda kv: -float(kv[1][f"{ZEROSHOT}/{metric}"]))
+    claims = []
+    for i, (a, ra) in enumerate(ranked):
+        for b, rb in ranked[i + 1 :]:
+            p = item_tests.compare(ra.get("zeroshot/items"), rb.get("zeroshot/items"), task, metric)
+            if p is not None:
+                claims.append(Claim(metric, a, b, p))
+    if not claims:
+        return "Paired by item: no two whole-set records carry per-item outcomes, so only the stderr speaks."
+    return _claims(claims, f"PIQA {metric}", by="item", test="McNemar's exact test")
 
 
 FAMILY_ROWS = (SCORES[0], WANDA, RIA, ESPARSE, SCORES[7])
@@ -295,7 +317,7 @@ def build(results_dir: str | Path) -> str:
         parts += ["Seed spread and tie spread at 2:4:", spread_table(sub, model)]
         zs = zeroshot_table(zeroshot, model)
         if zs:
-            parts += ["Zero-shot (seed 0; ± lm-eval's stderr over items):", zs]
+            parts += ["Zero-shot (seed 0; ± lm-eval's stderr over items):", *zs]
     models = _models(recs[recs["pattern"] != "dense"])  # a model with pruned records
     if len(models) > 1:
         parts += ["### Across families", families_table(recs, models)]

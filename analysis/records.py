@@ -165,6 +165,10 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
             row.update({f"memory/{stage}/{k}": v for k, v in peaks.items()})
     for k, v in metrics.items():
         row[k if k not in row else f"metrics.{k}"] = v
+    details = rec.get("details") if isinstance(rec.get("details"), Mapping) else {}
+    zeroshot = details.get("zeroshot") if isinstance(details.get("zeroshot"), Mapping) else {}
+    if isinstance(zeroshot.get("items"), Mapping):  # per-item outcomes, for item-paired tests
+        row["zeroshot/items"] = zeroshot["items"]
     return row
 
 

@@ -113,8 +113,8 @@ def test_evaluates_the_in_memory_pruned_model(model, tok, tiny_task):
     calls = []
     pruned.lm_head.register_forward_hook(lambda *_: calls.append(1))
 
-    mp, _ = evaluate_zeroshot(pruned, tok, _cfg(tiny_task))
-    md, _ = evaluate_zeroshot(model, tok, _cfg(tiny_task))
+    mp, dp = evaluate_zeroshot(pruned, tok, _cfg(tiny_task))
+    md, dd = evaluate_zeroshot(model, tok, _cfg(tiny_task))
 
     assert calls, "the pruned object's modules never ran"
     assert mp["zeroshot/tiny_mc/acc"] == 0.0
@@ -122,6 +122,11 @@ def test_evaluates_the_in_memory_pruned_model(model, tok, tiny_task):
     assert mp["zeroshot/tiny_mc/acc_norm"] == 0.5
     assert mp["zeroshot/tiny_mc/acc_norm_stderr"] == pytest.approx(math.sqrt(4 / 15) / 4, abs=1e-6)
     assert md["zeroshot/tiny_mc/acc"] > 0.0  # the dense model breaks the ties
+    # item by item, in doc order: acc wrong everywhere, acc_norm right on the even docs only
+    items = dp["items"]["tiny_mc"]
+    assert items["n"] == 16 and items["acc"] == "0" * 16 and items["acc_norm"] == "10" * 8
+    assert items["docs_sha"] == dd["items"]["tiny_mc"]["docs_sha"]  # the same items for both models
+    assert dd["items"]["tiny_mc"]["acc"].count("1") == round(16 * md["zeroshot/tiny_mc/acc"])
     assert float(model.lm_head.weight.detach().abs().sum()) > 0  # dense model untouched
 
 

@@ -14,6 +14,7 @@ for the duration of the call, so uncached hub datasets fail in about a second in
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 import time
@@ -168,6 +169,24 @@ def _flatten(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def _items(samples: Mapping[str, list[Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per task, every item's 0/1 outcome per metric in doc order, as a string of digits (PIQA's
+    1,838 items cost ~2 kB per metric), and a hash of the items' documents. Why: two models scored on
+    the same items can be compared item by item (McNemar), which separates far smaller differences
+    than two independent stderrs do; the hash says whether the items really are the same."""
+    out = {}
+    for task, rows in samples.items():
+        rows = sorted((r for r in rows if r.get("filter", "none") == "none"), key=lambda r: r["doc_id"])
+        docs = hashlib.sha256("".join(str(r.get("doc_hash")) for r in rows).encode()).hexdigest()[:12]
+        entry: dict[str, Any] = {"n": len(rows), "docs_sha": docs}
+        for metric in rows[0]["metrics"] if rows else []:
+            values = [r.get(metric) for r in rows]
+            if all(isinstance(v, int | float) and v in (0, 1) for v in values):
+                entry[metric] = "".join(str(int(v)) for v in values)
+        out[task] = entry
+    return out
+
+
 def evaluate_zeroshot(
     model: torch.nn.Module, tokenizer: Any, cfg: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, float], dict[str, Any]]:
@@ -175,7 +194,8 @@ def evaluate_zeroshot(
 
     Metrics: ``zeroshot/<task>/<metric>`` for every numeric metric the task reports (acc, acc_norm
     and their ``_stderr``), plus ``zeroshot/avg/acc`` = mean acc over the requested tasks (the
-    papers' "Avg." column). Details: docs per task, total seconds, seconds per doc.
+    papers' "Avg." column). Details: docs per task, total seconds, seconds per doc, and each item's
+    outcome per metric (``items``: see ``_items``).
     Raises ValueError for unknown tasks and ZeroShotDataError when a task's data is unreachable.
     If ``cfg["device"]`` differs from the model's device the model is moved there (in place).
     """
@@ -215,7 +235,7 @@ def evaluate_zeroshot(
             num_fewshot=c["num_fewshot"],
             limit=c["limit"],
             task_manager=tm,
-            log_samples=False,
+            log_samples=True,  # per-item outcomes, for paired comparisons
             bootstrap_iters=c["bootstrap_iters"],
         )
         seconds = time.perf_counter() - t0
@@ -241,5 +261,6 @@ def evaluate_zeroshot(
         "hub_offline": offline,
         "versions": {k: v for k, v in out.get("versions", {}).items()},
         "lm_eval_version": getattr(lm_eval, "__version__", None),
+        "items": _items(out.get("samples") or {}),
     }
     return metrics, details
