@@ -25,7 +25,7 @@ rebuilds it from ``results/reference/runs`` and fails when the README differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,16 +124,27 @@ class Claim:
         return f"{self.where}: " + self.paired.verdict(self.a, self.b, holm)
 
 
+def _pairwise(ranked: Sequence[tuple[str, Any]], test: Callable[[Any, Any], Any], where: str) -> list[Claim]:
+    """``test`` on every pair of ``ranked`` (the better one first, as ranked), where it gives a
+    comparison (``None``: nothing to pair)."""
+    out = []
+    for i, (a, xa) in enumerate(ranked):
+        for b, xb in ranked[i + 1 :]:
+            p = test(xa, xb)
+            if p is not None:
+                out.append(Claim(where, a, b, p))
+    return out
+
+
+def _seed_pair(a: seeds.Summary, b: seeds.Summary) -> seeds.Paired | None:
+    p = seeds.paired(a, b)
+    return p if p.n >= 2 else None
+
+
 def _verdicts(cells: Mapping[str, seeds.Summary], column: str) -> list[Claim]:
     """Every pair with two or more common seeds, lower mean first (perplexity: lower is better)."""
     ranked = sorted(((k, s) for k, s in cells.items() if s.n >= 2), key=lambda ks: ks[1].mean)
-    out = []
-    for i, (a, sa) in enumerate(ranked):
-        for b, sb in ranked[i + 1 :]:
-            p = seeds.paired(sa, sb)
-            if p.n >= 2:
-                out.append(Claim(column, a, b, p))
-    return out
+    return _pairwise(ranked, _seed_pair, column)
 
 
 Columns = Sequence[tuple[str, Mapping[str, Any]]]
@@ -217,7 +228,8 @@ def spread_table(recs: pd.DataFrame, model: str) -> str:
     return _md(header, rows)
 
 
-ZEROSHOT = "zeroshot/piqa_local"
+ZEROSHOT_TASK = "piqa_local"
+ZEROSHOT = f"zeroshot/{ZEROSHOT_TASK}"
 ZEROSHOT_ROWS = (Row("dense", {"pattern": "dense"}), *(Row(f"{r.label}, 2:4", {**r.where, "pattern": "2:4"})
                  for r in PAPER_SCORES))  # fmt: skip
 
@@ -246,14 +258,9 @@ def zeroshot_table(recs: pd.DataFrame, model: str) -> tuple[str, str] | None:
 
 def _item_claims(whole: Mapping[str, Mapping[str, Any]], metric: str = "acc") -> str:
     """Every pair of whole-set records that carry the same items, the more accurate first."""
-    task = ZEROSHOT.split("/", 1)[1]
     ranked = sorted(whole.items(), key=lambda kv: -float(kv[1][f"{ZEROSHOT}/{metric}"]))
-    claims = []
-    for i, (a, ra) in enumerate(ranked):
-        for b, rb in ranked[i + 1 :]:
-            p = item_tests.compare(ra.get("zeroshot/items"), rb.get("zeroshot/items"), task, metric)
-            if p is not None:
-                claims.append(Claim(metric, a, b, p))
+    items = [(label, rec.get("zeroshot/items")) for label, rec in ranked]
+    claims = _pairwise(items, lambda a, b: item_tests.compare(a, b, ZEROSHOT_TASK, metric), metric)
     if not claims:
         return "Paired by item: no two whole-set records carry per-item outcomes, so only the stderr speaks."
     return _claims(claims, f"PIQA {metric}", by="item", test="McNemar's exact test")
