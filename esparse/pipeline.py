@@ -317,10 +317,13 @@ def _eval_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, eval_sets: dict[s
 
 def _bench_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded) -> Iterator[Added]:
     from esparse.bench import run_bench
+    from esparse.masks import Pattern
 
     details: dict[str, Any] = {}
+    pattern = Pattern.parse(dict(cfg["pattern"]))
+    nm = (pattern.n, pattern.m) if pattern.kind == "nm" else (2, 4)  # a dense model: what 2:4 would take
     with run_.stage("bench"):
-        metrics = run_bench(m.model, dict(cfg.get("bench") or {}), details)
+        metrics = run_bench(m.model, dict(cfg.get("bench") or {}), details, nm=nm)
     yield {"metrics": metrics, "details": details}
 
 

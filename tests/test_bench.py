@@ -336,6 +336,25 @@ def test_run_bench_cpu_tiny_llama():
         bench.run_bench(model, {"repeat": 3})
 
 
+def test_run_bench_memory_counts_the_runs_pattern():
+    """A 4:8 model's memory is its 4:8 layout: 3 index bits per kept value, not 2:4's 2, and the
+    4:8 check passes where the 2:4 one fails."""
+    from esparse.masks import nm_mask
+
+    model = tiny_llama()
+    with torch.no_grad():
+        for _, lin in bench.block_linears(model):
+            lin.weight.mul_(nm_mask(lin.weight.abs(), 4, 8))
+    cfg = {"batch_sizes": [1], "seqlens": [8], "repeats": 1, "warmup": 0, "device": "cpu"}
+    m24, m48 = bench.run_bench(model, cfg), bench.run_bench(model, cfg, nm=(4, 8))
+    assert (m24["bench/memory/pattern"], m48["bench/memory/pattern"]) == ("2:4", "4:8")
+    assert m24["bench/memory/nm_sparse"] is False and m48["bench/memory/nm_sparse"] is True
+    lin_params = sum(lin.weight.numel() for _, lin in bench.block_linears(model))
+    # per dense element: half the value bytes (fp16: 1 byte) plus index bits / 8 per kept value (1/2 kept)
+    extra = m48["bench/memory/compressed_bytes"] - m24["bench/memory/compressed_bytes"]
+    assert extra == lin_params // 2 * (3 - 2) // 8
+
+
 def test_device_slug_and_atomic_json(tmp_path):
     assert bench.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     path = tracking.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})

@@ -30,9 +30,15 @@ def _stage_key(row: Mapping[str, Any]) -> str:
 
 
 def run_bench(
-    model: nn.Module, cfg: Mapping[str, Any] | None = None, details: dict[str, Any] | None = None
+    model: nn.Module,
+    cfg: Mapping[str, Any] | None = None,
+    details: dict[str, Any] | None = None,
+    nm: tuple[int, int] = (2, 4),
 ) -> dict[str, float | bool | str]:
     """The pipeline's ``bench`` stage: memory, per-layer GEMM and (optionally) end-to-end, as flat metrics.
+
+    ``nm`` is the run's N:M pattern: the memory figures count its layout (a 4:8 model's 4:8 bytes, and
+    ``nm_sparse`` checks 4:8), while the GEMM timings stay 2:4, the one pattern with a kernel.
 
     Keys: ``bench/available``, ``bench/reason``, ``bench/memory/{dense_bytes,compressed_bytes,ratio}``,
     ``bench/gemm/<layer>/<stage>/dense_ms`` with stage ``context_b<B>_s<S>`` or ``decode_b<B>``,
@@ -56,7 +62,9 @@ def run_bench(
         "bench/dtype": str(dt).removeprefix("torch."), "bench/backend": backend,
     }  # fmt: skip
 
-    mem = model_memory(model, dtype_bytes=int(c["memory_dtype_bytes"]))
+    n, m = nm
+    mem = model_memory(model, dtype_bytes=int(c["memory_dtype_bytes"]), n=n, m=m)
+    metrics["bench/memory/pattern"] = f"{n}:{m}"
     metrics["bench/memory/dense_bytes"] = mem["dense_bytes"]
     metrics["bench/memory/compressed_bytes"] = mem["compressed_bytes"]
     metrics["bench/memory/ratio"] = mem["ratio"]
