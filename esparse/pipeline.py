@@ -321,9 +321,9 @@ def _bench_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded) -> Iterator[Adde
 
     details: dict[str, Any] = {}
     pattern = Pattern.parse(dict(cfg["pattern"]))
-    nm = (pattern.n, pattern.m) if pattern.kind == "nm" else (2, 4)  # a dense model: what 2:4 would take
+    nm = {"nm": (pattern.n, pattern.m)} if pattern.kind == "nm" else {}  # else run_bench's default (2:4)
     with run_.stage("bench"):
-        metrics = run_bench(m.model, dict(cfg.get("bench") or {}), details, nm=nm)
+        metrics = run_bench(m.model, dict(cfg.get("bench") or {}), details, **nm)
     yield {"metrics": metrics, "details": details}
 
 
