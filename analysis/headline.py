@@ -16,9 +16,9 @@ stated as an ordering, the rest is "not separable". Each list says how many comp
 gives each separation's p both per comparison and Holm-adjusted over the list (``seeds.holm``), with
 the count that survives the adjustment. Zero-shot records over the whole PIQA set that carry their
 per-item outcomes are compared item by item (``analysis.items``: McNemar's exact test). With more
-than one model, a last part puts the models' score cells side by side and says, pair by pair,
-whether every model separates it the same way (the papers' orderings are claimed across LLaMA and
-OPT; here, across two families).
+than one model, a last part puts the models' score cells side by side and says, pair by pair and
+for each channel permutation against ``none``, whether every model separates it the same way (the
+papers' orderings are claimed across LLaMA and OPT; here, across two families).
 ``python -m analysis headline --readme README.md`` rewrites the block between the markers; a test
 rebuilds it from ``results/reference/runs`` and fails when the README differs.
 """
@@ -287,29 +287,48 @@ def _across(per: Sequence[seeds.Paired], models: Sequence[str], a: str, b: str) 
     return "no: separable in " + ", ".join(m for m, k in zip(models, marks, strict=True) if k != "≈") + " only"
 
 
+Pair = tuple[str, str, str, Sequence[seeds.Summary], Sequence[seeds.Summary]]
+
+
+def _across_rows(pairs: Sequence[Pair], models: Sequence[str], better_first: bool = True) -> list[list[str]]:
+    """One line per pair ``(row prefix, a, b, a's cells, b's cells)`` (a cell per model) that at least
+    two models pair on two or more seeds: each model's verdict, then whether they all agree. With
+    ``better_first`` the lower one over the models is named first, as the claims do."""
+    rows = []
+    for prefix, a, b, xa, xb in pairs:
+        per = [seeds.paired(x, y) for x, y in zip(xa, xb, strict=True)]
+        if sum(p.n >= 2 for p in per) < 2:  # one model alone says nothing across families
+            continue
+        if better_first and sum(p.mean for p in per if p.n >= 2) > 0:
+            a, b, per = b, a, [seeds.paired(y, x) for x, y in zip(xa, xb, strict=True)]
+        rows.append([f"{prefix}{a} vs {b}", *(_sign(p) for p in per), _across(per, models, a, b)])
+    return rows
+
+
 def families_table(recs: pd.DataFrame, models: Sequence[str]) -> str:
-    """The scores on every model side by side, then each pair's paired verdict per model: an ordering
-    holds across families only where every model separates it the same way."""
+    """The scores on every model side by side, then each pair's paired verdict per model, then each
+    channel permutation against ``none`` per model: an ordering or a gain holds across families only
+    where every model separates it the same way."""
     cols = [(f"{m} {p}", {"model": m, "pattern": p}) for m in models for p in PATTERNS]
     cells = _cells(recs, FAMILY_ROWS, cols)
     table = _md(["score", *(c for c, _ in cols)], _lines(cells, FAMILY_ROWS, cols))
     parts = ["Every model's cells side by side:", table]
+    how = (f"paired by seed per model (`<`/`>`: separable at α = {seeds.ALPHA} per comparison, uncorrected; "
+           "`≈`: not separable)")  # fmt: skip
     for pat in PATTERNS:
-        rows = []
-        for i, first in enumerate(FAMILY_ROWS):
-            for second in FAMILY_ROWS[i + 1 :]:
-                a, b = first.label, second.label
-                per = [seeds.paired(cells[(a, f"{m} {pat}")], cells[(b, f"{m} {pat}")]) for m in models]
-                if all(p.n < 2 for p in per):
-                    continue
-                if sum(p.mean for p in per if p.n >= 2) > 0:  # the lower (better) one first, as the claims do
-                    a, b = b, a
-                    per = [seeds.paired(cells[(a, f"{m} {pat}")], cells[(b, f"{m} {pat}")]) for m in models]
-                rows.append([f"{a} vs {b}", *(_sign(p) for p in per), _across(per, models, a, b)])
-        if rows:
-            head = (f"At {pat}, each pair paired by seed per model (`<`/`>`: separable at α = {seeds.ALPHA} "
-                    "per comparison, uncorrected; `≈`: not separable):")  # fmt: skip
-            parts += [head, _md([f"{pat} pair", *models, "same in every model"], rows)]
+        col = [f"{m} {pat}" for m in models]
+        pairs = [("", a.label, b.label, [cells[(a.label, c)] for c in col], [cells[(b.label, c)] for c in col])
+                 for i, a in enumerate(FAMILY_ROWS) for b in FAMILY_ROWS[i + 1 :]]  # fmt: skip
+        if rows := _across_rows(pairs, models):
+            parts += [f"At {pat}, each pair {how}:", _md([f"{pat} pair", *models, "same in every model"], rows)]
+    for pat in PATTERNS:
+        per_model = {(r.label, s): [cell(recs, {**r.where, "model": m, "pattern": pat, "shuffle": s}) for m in models]
+                     for r in SHUFFLE_ROWS for s in SHUFFLES}  # fmt: skip
+        pairs = [(f"{r.label}: ", f"`{s}`", "`none`", per_model[(r.label, s)], per_model[(r.label, "none")])
+                 for r in SHUFFLE_ROWS for s in SHUFFLES if s != "none"]  # fmt: skip
+        if rows := _across_rows(pairs, models, better_first=False):
+            head = f"At {pat}, each channel permutation against `none`, {how}:"
+            parts += [head, _md([f"{pat} permutation", *models, "same in every model"], rows)]
     return "\n\n".join(parts)
 
 

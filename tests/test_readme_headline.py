@@ -114,6 +114,27 @@ def test_the_families_table_says_whether_an_ordering_holds_in_every_model(tmp_pa
         assert f"### {model}" in text
 
 
+def test_a_permutation_gain_holds_across_families_only_where_every_model_separates_it(tmp_path):
+    grid = {  # Wanda's `none` and `esparse` per seed, per model
+        "smollm2_135m": ((180.0, 190.0, 170.0), (150.0, 161.0, 139.0)),  # -30, -29, -31: p = 0.00037
+        "gemma3_270m": ((400.0, 420.0, 410.0), (380.0, 395.0, 392.0)),  # -20, -25, -18: t = -10.09, p = 0.0097
+    }
+    for model, (none, perm) in grid.items():
+        for s in range(3):
+            _rec(tmp_path, f"{model}n{s}", "wanda", s, none[s], model=model)
+            _rec(tmp_path, f"{model}e{s}", "wanda", s, perm[s], model=model, shuffle="esparse")
+    for s in range(3):  # `ria_cp` on one model only: nothing to say across families
+        _rec(tmp_path, f"cp{s}", "wanda", s, 175.0 + s, shuffle="ria_cp")
+    text = headline.build(tmp_path)
+    head = "| 2:4 permutation | smollm2_135m | gemma3_270m | same in every model |"
+    assert head in text
+    # the permutation named first, as in each model's own list
+    row = "| Wanda: `esparse` vs `none` | < (p=0.00037, n=3) | < (p=0.0097, n=3) | yes: `esparse` < `none` |"
+    assert row in text
+    assert "| Wanda: `ria_cp` vs `none` |" not in text
+    assert "4:8 permutation" not in text  # no 4:8 record: no 4:8 table
+
+
 def test_one_model_has_no_families_section(tmp_path):
     for s in range(2):
         _rec(tmp_path, f"w{s}", "wanda", s, 180.0 + s)
