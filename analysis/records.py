@@ -99,6 +99,18 @@ def pattern_fields(pattern: Any) -> dict[str, Any]:
     return {"pattern": name, "pattern_kind": kind, "n": n, "m": m, "sparsity": sparsity}
 
 
+def machine(env: Mapping[str, Any]) -> str | None:
+    """What made a record, as far as its floats go: the GPU's name, or the CPU's model and the kernel
+    level torch dispatched to (a different level moves a pruned run by percents). ``None`` for a
+    record made before the CPU was recorded."""
+    gpu, cpu = env.get("gpu"), env.get("cpu")
+    if isinstance(gpu, Mapping) and gpu.get("name"):
+        return str(gpu["name"])
+    if isinstance(cpu, Mapping) and cpu.get("model"):
+        return f"{cpu['model']} ({cpu.get('torch_capability') or 'unknown kernel level'})"
+    return None
+
+
 def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
     """One record -> one flat row: the keyed config fields, ``cfg.*`` for the whole config, and
     every metric under its own key (``ppl/wikitext2``, ``zeroshot/piqa/acc``, ...).
@@ -153,6 +165,7 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "ppl_split": ppl.get("split"),
         "device": env.get("device"),
         "lock": (env.get("lock") or {}).get("sha256") if isinstance(env.get("lock"), Mapping) else None,
+        "machine": machine(env),
         "finished_at": finished,
         "path": str(path) if path else None,
     }

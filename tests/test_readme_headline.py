@@ -135,6 +135,29 @@ def test_a_permutation_gain_holds_across_families_only_where_every_model_separat
     assert "4:8 permutation" not in text  # no 4:8 record: no 4:8 table
 
 
+def test_records_made_on_another_machine_are_named_with_their_seeds(tmp_path):
+    amd = {"cpu": {"model": "AMD EPYC", "torch_capability": "AVX2"}}
+    xeon = {"cpu": {"model": "Intel Xeon", "torch_capability": "AVX512"}}
+    for s in range(3):
+        _rec(tmp_path, f"n{s}", "wanda", s, 180.0 + s)
+        _rec(tmp_path, f"e{s}", "wanda", s, 150.0 + s, shuffle="esparse")
+    _rec(tmp_path, "r0", "ria", 0, 170.0)  # made before the CPU was recorded
+    for h, env in [("n0", amd), ("n1", amd), ("n2", amd), ("e0", amd), ("e1", xeon), ("e2", xeon)]:
+        path = tmp_path / "runs" / f"{h}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "env": env}))
+    line = next(x for x in headline.build(tmp_path).splitlines() if x.startswith("Records by machine"))
+    assert line.startswith("Records by machine: AMD EPYC (AVX2): 4, Intel Xeon (AVX512): 2, not recorded")
+    assert line.endswith("made elsewhere than AMD EPYC (AVX2): Intel Xeon (AVX512): 2:4 wanda + `esparse` (seeds 1, 2).")
+
+
+def test_one_machine_is_one_count():
+    from analysis.records import machine
+
+    assert machine({"cpu": {"model": "AMD EPYC", "torch_capability": "AVX2"}, "gpu": None}) == "AMD EPYC (AVX2)"
+    assert machine({"cpu": {"model": "AMD EPYC"}, "gpu": {"name": "NVIDIA H200"}}) == "NVIDIA H200"
+    assert machine({}) is None
+
+
 def test_one_model_has_no_families_section(tmp_path):
     for s in range(2):
         _rec(tmp_path, f"w{s}", "wanda", s, 180.0 + s)
