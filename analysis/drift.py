@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 #: relative tolerance of pruned results across environments that may legitimately differ: 3x the
-#: 5.1 % a change of CPU kernel level alone moved the CI reference's 2:4 perplexity (docs/reproducibility.md)
-DEFAULT_RTOL = 0.15
-#: relative tolerance of dense-model quantities there: 100x the 1.2e-7 the same change moved dense perplexity
-DENSE_RTOL = 1e-5
+#: 10.1 % a change of CPU (AMD EPYC, AVX2 -> Intel Xeon, AVX512) moved the CI reference's 2:4
+#: perplexity under one lock (docs/reproducibility.md)
+DEFAULT_RTOL = 0.3
+#: relative tolerance of dense-model quantities there: 5x the 1.9e-5 the same change moved Gemma's
+#: dense perplexity
+DENSE_RTOL = 1e-4
 #: metric keys that are measurements of time, not results
 UNTIMED = re.compile(r"seconds|^bench/|latency|throughput|_ms$")
 #: provenance fields that change float results; equal on both sides => bit-exact is required

@@ -133,7 +133,7 @@ def test_tables_mark_a_cell_whose_record_disagrees_with_the_reference(tmp_path):
 def test_dense_quantities_get_the_tight_tolerance():
     ref, yours = record(), record(torch_threads=1)
     ref["metrics"]["dense/ppl/bundled_wiki"] = 22.5
-    yours["metrics"]["dense/ppl/bundled_wiki"] = 22.5 * (1 + 1e-4)  # smooth in float noise: 1e-4 is a real move
+    yours["metrics"]["dense/ppl/bundled_wiki"] = 22.5 * (1 + 1e-3)  # smooth in float noise: 1e-3 is a real move
     c = drift.compare(ref, yours)
     assert not c.ok and c.tolerance("dense/ppl/bundled_wiki") == drift.DENSE_RTOL
     assert c.tolerance("ppl/bundled_wiki") == drift.DEFAULT_RTOL
