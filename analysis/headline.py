@@ -339,9 +339,10 @@ def machines_line(recs: pd.DataFrame) -> str:
     records the other machines made are named (config and seeds) for a reader to weigh."""
     kinds = recs["machine"].fillna(UNRECORDED).value_counts()
     counts = ", ".join(f"{k}: {n}" for k, n in kinds.items())
-    if len([k for k in kinds.index if k != UNRECORDED]) <= 1:
+    recorded = [k for k in kinds.index if k != UNRECORDED]  # most records first
+    if len(recorded) <= 1:
         return f"Records by machine: {counts}."
-    main = next(k for k in kinds.index if k != UNRECORDED)
+    main = recorded[0]
     others = recs[recs["machine"].notna() & (recs["machine"] != main)]
     groups: dict[str, dict[str, list[int]]] = {}
     for r in others.to_dict("records"):
