@@ -24,23 +24,24 @@ def _debug() -> bool:
 
 def _where(resolved: dict) -> str:
     """The record of this config, for the one-line report of an unexpected error."""
-    from esparse import tracking
-    from esparse.config import normalize
+    from esparse.records import hashing, store
+    from esparse.run.config import normalize
 
     try:
         cfg = normalize(resolved)
-        return str(tracking.record_path(cfg["results_dir"], tracking.config_hash(cfg)))
+        return str(store.record_path(cfg["results_dir"], hashing.config_hash(cfg)))
     except Exception:  # the report must not fail on the config it reports
         return "the run's record"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from esparse.config import ConfigError
-    from esparse.data import DataUnavailableError
     from esparse.evaluation.zeroshot import ZeroShotDataError
     from esparse.models.loading import ModelNotFoundError
-    from esparse.pipeline import run, summary_row
+    from esparse.run.config import ConfigError
+    from esparse.run.data import DataUnavailableError
+    from esparse.run.pipeline import run
+    from esparse.run.record import summary_row
 
     log = logging.getLogger("esparse")
     resolved = OmegaConf.to_container(cfg, resolve=True)

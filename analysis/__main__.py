@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "list":
-        from analysis import figures, paper_tables
+        from analysis.figures import catalogue as figures
+        from analysis.tables import paper_tables
 
         for name, spec in paper_tables.TABLES.items():
             print(f"table   {name:26s} {spec.title}")
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"figure  {name:26s} {(fn.__doc__ or '').splitlines()[0]}")
         return 0
     if args.command == "runs":
-        from analysis import browser
+        from analysis.tables import browser
 
         df = browser.runs_overview(args.results)
         text = df.to_markdown(index=False, missingval="")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     if args.command == "figures":
         return _figures(args.results, args.out, names, start)
-    from analysis import render
+    from analysis.tables import render
 
     out = Path(args.out) if args.out else Path(args.results) / "tables"
     try:
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         f"in {time.perf_counter() - start:.2f} s; index: {out / 'index.md'}"
     )
     if args.wandb:
-        from analysis import wandb_tables
+        from analysis.tables import wandb_tables
 
         figs = Path(args.figures) if args.figures else Path(args.results) / "figures"
         where = wandb_tables.log_all(built, figs, dir=Path(args.results) / "wandb")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _headline(args: argparse.Namespace) -> int:
-    from analysis import headline
+    from analysis.stats import headline
 
     text = headline.build(args.results)
     print(text)
@@ -131,7 +132,7 @@ def _headline(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from analysis import browser
+    from analysis.tables import browser
 
     where = {}
     for item in args.where:
@@ -170,7 +171,7 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _drift(args: argparse.Namespace) -> int:
-    from analysis import drift
+    from analysis.checks import drift
 
     runs = Path(args.runs) if args.runs else Path(args.results) / "runs"
     ref = Path(args.reference) if args.reference else Path(args.results) / "reference" / "runs"
@@ -190,7 +191,7 @@ def _drift(args: argparse.Namespace) -> int:
 
 
 def _figures(results: str, out_arg: str | None, names: list[str] | None, start: float) -> int:
-    from analysis import figures
+    from analysis.figures import catalogue as figures
 
     out = Path(out_arg) if out_arg else Path(results) / "figures"
     try:

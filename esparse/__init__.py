@@ -27,7 +27,7 @@ def prune(model, tokenizer, cfg: Mapping[str, Any]):
 
     Returns the :class:`esparse.pruning.PruneReport`.
     """
-    from esparse import calibration
+    from esparse.run import calibration
 
     calib = calibration.calibration_ids(cfg, tokenizer)
     return calibration.prune(model, calib.ids, cfg, device=next(model.parameters()).device)

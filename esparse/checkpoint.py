@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from esparse import tracking
+from esparse.records import store
 
 SIDECAR = "esparse.json"
 
@@ -28,7 +28,7 @@ def save_pruned(
     save_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(save_dir)
     tokenizer.save_pretrained(save_dir)
-    tracking.write_json_atomic(
+    store.write_json_atomic(
         save_dir / SIDECAR,
         {
             "config_hash": config_hash,
@@ -52,7 +52,7 @@ def load_pruned(save_dir: str | Path, device: str = "cpu", deploy: bool = False)
     from esparse.models.loading import load_model
 
     save_dir = Path(save_dir).expanduser()
-    sidecar = tracking.read_record(save_dir / SIDECAR)
+    sidecar = store.read_record(save_dir / SIDECAR)
     if sidecar is None:
         raise FileNotFoundError(f"{save_dir} has no readable {SIDECAR}: not an esparse checkpoint")
     model, tok = load_model({"path": str(save_dir), "dtype": "float32"}, device=device)

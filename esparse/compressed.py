@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from esparse import tracking
 from esparse.masks import Pattern
+from esparse.records import store
 
 WEIGHTS = "esparse-nm.safetensors"
 SIDECAR = "esparse.json"
@@ -113,7 +113,7 @@ def save_compressed(
         tokenizer.save_pretrained(save_dir)
     sidecar = {"format": "esparse-nm", "pattern": {"name": p.name, "kind": "nm", "n": p.n, "m": p.m}}
     sidecar.update({"permutations": perms, "compressed_layers": sorted(linears), **dict(extra or {})})
-    tracking.write_json_atomic(save_dir / SIDECAR, sidecar)
+    store.write_json_atomic(save_dir / SIDECAR, sidecar)
     linear_dense = sum(lin.weight.numel() * lin.weight.element_size() for lin in linears.values())
     linear_stored = sum(tensors[f"{k}.nm_values"].nbytes + tensors[f"{k}.nm_index"].nbytes for k in linears)
     return {
@@ -140,7 +140,7 @@ def load_compressed(save_dir: str | Path, device: str = "cpu", trust_remote_code
     from esparse.masks import check
 
     save_dir = Path(save_dir).expanduser()
-    sidecar = tracking.read_record(save_dir / SIDECAR)
+    sidecar = store.read_record(save_dir / SIDECAR)
     if sidecar is None or sidecar.get("format") != "esparse-nm":
         raise FileNotFoundError(f"{save_dir} is not a compressed esparse checkpoint (no esparse-nm {SIDECAR})")
     p = Pattern.parse(sidecar["pattern"])

@@ -21,7 +21,6 @@ from tqdm.auto import tqdm
 
 from esparse import permutation as permutations
 from esparse import scores
-from esparse.config import ConfigError, require
 from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
@@ -31,7 +30,7 @@ from esparse.stats import DEFAULT_BINS, ChannelStats
 
 @dataclass(frozen=True)
 class PruneSpec:
-    """What to do to every prunable linear; built from the resolved config (:meth:`from_cfg`).
+    """What to do to every prunable linear; built from the resolved config by ``esparse.run.calibration.prune_spec``.
 
     The field defaults serve a library caller without a config; they are the library defaults of
     :func:`esparse.scores.library_defaults`, equal to conf/ (tested).
@@ -61,30 +60,6 @@ class PruneSpec:
     @property
     def permutes(self) -> bool:
         return self.shuffle != "none" and self.pattern.kind == "nm"
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any]) -> PruneSpec:
-        """The spec of a resolved config. Every key is read from it, as the score registry declares
-        the score's options; a missing, unknown or bad one is a ConfigError naming it."""
-        metric = require(cfg, "metric")
-        name = require(cfg, "metric.name")
-        problems = scores.check_options(name, metric)
-        if problems:
-            raise ConfigError(problems)
-        options = scores.get(name).options
-        shuffle = dict(require(cfg, "shuffle"))
-        return cls(
-            metric=name,
-            pattern=Pattern.parse(dict(require(cfg, "pattern"))),
-            tie=TieBreak.from_cfg(cfg["pattern"]),
-            metric_kwargs={k: metric[k] for k, opt in options.items() if opt.kwarg},
-            reconstruct=bool(metric["reconstruct"]),
-            shuffle=shuffle.pop("name"),
-            shuffle_kwargs={k: v for k, v in shuffle.items() if v is not None},
-            blocksize=int(require(cfg, "reconstruction.blocksize")),
-            percdamp=float(require(cfg, "reconstruction.percdamp")),
-            **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it
-        )
 
 
 @dataclass

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from esparse import bench
-from esparse.conf_files import conf_file
 from esparse.models.arch import arch_from_hf_config, model_arch
+from esparse.run.conf_files import conf_file
 
 # E-Sparse memory table: dense GB, sparse GB, saving (unit as printed in the paper: "GB")
 PAPER = {

@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from esparse import permutation as P
-from esparse import provenance
 from esparse.bench import write_bench_record
+from esparse.records import provenance
 
 # (method, kwargs) per run; the esparse block sweep stands in for the paper's lost block size
 METHODS: list[tuple[str, dict[str, Any]]] = [

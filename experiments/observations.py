@@ -181,8 +181,8 @@ def observe(
     """Load the configured model, capture the inputs of LINEARS in ``blocks``; return the record's
     config, its rows (one per layer) and its extra (conventions, seconds)."""
     import esparse
-    from esparse.calibration import calibration_ids
     from esparse.models import get_adapter
+    from esparse.run.calibration import calibration_ids
 
     cfg = compose_config(overrides)
     t0 = time.perf_counter()

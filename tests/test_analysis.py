@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
-from analysis import benches, browser, matching, paper_tables, render  # noqa: E402
+from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
+from analysis.tables import browser, matching, paper_tables, render  # noqa: E402
 
 PATTERNS = {
     "2:4": {"name": "2:4", "kind": "nm", "n": 2, "m": 4, "sparsity": 0.5, "scope": "row"},
@@ -48,7 +49,7 @@ def make_record(
     device="NVIDIA A100",
     **metric_kw,
 ):
-    """A record in the INTERFACES.md schema (as esparse.pipeline writes it)."""
+    """A record in the INTERFACES.md schema (as esparse.run.pipeline writes it)."""
     dense = pattern == "dense"
     cfg = {
         "model": {"name": model, "family": "llama"},

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from esparse.conf_files import conf_names
 from esparse.models.arch import catalogue, model_arch
+from esparse.run.conf_files import conf_names
 
 
 def test_every_model_config_has_an_architecture_under_its_config_name():

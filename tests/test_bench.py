@@ -23,9 +23,10 @@ from transformers import (
     OPTForCausalLM,
 )
 
-from esparse import bench, tracking
+from esparse import bench
 from esparse.bench import BenchCorrectnessError, LinearShape
 from esparse.models.arch import arch_from_hf_config, model_arch
+from esparse.records import store
 
 
 def tiny_llama() -> LlamaForCausalLM:
@@ -357,7 +358,7 @@ def test_run_bench_memory_counts_the_runs_pattern():
 
 def test_device_slug_and_atomic_json(tmp_path):
     assert bench.device_slug("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
-    path = tracking.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
+    path = store.write_json_atomic(tmp_path / "a" / "b.json", {"x": 1})
     assert json.loads(path.read_text()) == {"x": 1}
     assert [p.name for p in path.parent.iterdir()] == ["b.json"]
 

@@ -12,8 +12,9 @@ from test_bench import tiny_llama
 
 from analysis import benches
 from analysis import records as rec_io
-from esparse import bench, provenance
+from esparse import bench
 from esparse.models.arch import model_arch
+from esparse.records import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +150,7 @@ def test_every_committed_bench_file_is_a_bench_record():
 def test_a_run_with_the_bench_stage_keeps_its_gemm_rows_beside_the_metrics(tiny_model_dir, text_corpus, tmp_path):
     from helpers import compose_cfg, tiny_overrides
 
-    from esparse.pipeline import run
+    from esparse.run.pipeline import run
 
     over = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
     over += ["metric=wanda", "stages=[prune,bench]", "bench.repeats=1", "bench.warmup=0", "bench.seqlens=[8]"]

@@ -12,7 +12,7 @@ from helpers import compose_cfg
 
 @pytest.mark.slow
 def test_gemma3_loads_from_its_chunk_packages_and_predicts_held_out_wikipedia(tmp_path):
-    from esparse import pipeline
+    from esparse.run import pipeline
 
     cfg = compose_cfg(
         [

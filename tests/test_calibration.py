@@ -1,5 +1,5 @@
 """One calibrate-then-prune sequence: esparse.prune, the pipeline and the observations script draw
-the same windows from a config through esparse.calibration."""
+the same windows from a config through esparse.run.calibration."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from helpers import compose_cfg, tiny_overrides
 
 import esparse
-from esparse import calibration, data
-from esparse.config import ConfigError
+from esparse.run import calibration, data
+from esparse.run.config import ConfigError
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_calibration_ids_are_the_configured_windows(cfg, tokenizer):
 
 def test_esparse_prune_is_the_pipeline_prune(cfg, tmp_path):
     """The public API and a run prune to the same weights and report the same calibration."""
-    from esparse.pipeline import run
+    from esparse.run.pipeline import run
 
     cfg = {**cfg, "metric": {"name": "wanda", "reconstruct": False}, "stages": ["prune"], "device": "cpu"}
     model, tok = esparse.load_model(cfg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import compose_cfg
 
-from esparse.config import ConfigError, normalize, validate
+from esparse.run.config import ConfigError, normalize, validate
 
 
 def _errors(overrides: list[str]) -> str:
@@ -70,7 +70,7 @@ def test_dense_normalizes_away_pruning_knobs():
 
 
 def test_integral_and_float_exponents_are_one_record():
-    from esparse.tracking import config_hash
+    from esparse.records.hashing import config_hash
 
     a = normalize(compose_cfg(["metric=esparse", "metric.alpha=70"]))
     b = normalize(compose_cfg(["metric=esparse", "metric.alpha=70.0"]))

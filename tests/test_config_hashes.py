@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, compose_cfg
 
-from esparse.config import normalize
-from esparse.tracking import config_hash
+from esparse.records.hashing import config_hash
+from esparse.run.config import normalize
 
 EXPECTED = json.loads((Path(__file__).parent / "data" / "config_hashes.json").read_text())
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from esparse import data
+from esparse.run import data
 
 
 def test_split_is_deterministic_and_disjoint(tmp_path):
@@ -65,7 +65,7 @@ def test_local_override(tmp_path, tokenizer):
 
 
 def test_split_percent_splits_one_local_file_without_overlap(tmp_path):
-    from esparse.data import load_texts
+    from esparse.run.data import load_texts
 
     lines = [f"line {i} " + "word " * (i % 7) for i in range(400)]
     p = tmp_path / "one.txt"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis import drift
 from analysis.__main__ import main as analysis_main
+from analysis.checks import drift
 
 ENV = {
     "versions": {"torch": "2.13.0+cpu", "transformers": "5.24.0"},
@@ -113,7 +113,7 @@ def test_audit_and_strict_cli(tmp_path, capsys):
 
 
 def test_tables_mark_a_cell_whose_record_disagrees_with_the_reference(tmp_path):
-    from analysis import render
+    from analysis.tables import render
 
     # the default run's committed record (E-Sparse 2:4, the ablation table's "+ entropy" cell)
     ref = json.loads((Path(__file__).parents[1] / "results/reference/runs/beabdb084b58.json").read_text())

@@ -82,11 +82,11 @@ def sweep_jobs(name: str) -> list[list[str]]:
 
 
 def job_configs(name: str) -> list[dict]:
-    """Each job's resolved, normalized config (what esparse.pipeline.run hashes and records)."""
+    """Each job's resolved, normalized config (what esparse.run.pipeline.run hashes and records)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from esparse.config import normalize, validate
+    from esparse.run.config import normalize, validate
 
     out, jobs = [], sweep_jobs(name)  # before the context: sweep_jobs may initialize Hydra itself
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -99,12 +99,12 @@ def job_configs(name: str) -> list[dict]:
 
 def synthetic_records(cfgs: list[dict], runs: Path) -> int:
     """One finished record per distinct config, with every metric its eval settings would produce."""
-    from esparse import tracking
+    from esparse.records import hashing
 
     runs.mkdir(parents=True, exist_ok=True)
     hashes = set()
     for i, cfg in enumerate(cfgs):
-        h = tracking.config_hash(cfg)
+        h = hashing.config_hash(cfg)
         hashes.add(h)
         ev = cfg["eval"]
         metrics: dict[str, float] = {}
@@ -124,9 +124,9 @@ def synthetic_records(cfgs: list[dict], runs: Path) -> int:
 
 
 def filled_cells(name: str, results: Path, model: str) -> int:
-    from analysis import paper_tables
     from analysis import records as rec_io
-    from analysis.matching import NOT_RUN
+    from analysis.tables import paper_tables
+    from analysis.tables.matching import NOT_RUN
 
     df = paper_tables.get(name.rsplit("_", 1)[0])(rec_io.load_records(results))
     return int(((df["ours_model"] == model) & (df["ours"] != NOT_RUN)).sum())

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis import figures, observation_figures, record_figures
 from analysis import records as rec_io
+from analysis.figures import catalogue as figures
+from analysis.figures import from_records as record_figures
+from analysis.figures import observations as observation_figures
 from esparse.bench import bench_record
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

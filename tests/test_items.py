@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import headline, items
+from analysis.stats import headline, items
 
 
 def test_mcnemar_counts_only_the_discordant_items():

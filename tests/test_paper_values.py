@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may not
     sys.path.insert(0, str(ROOT))
 
-from analysis import matching, paper_tables, render  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
-from analysis.reference import load_reference, paper_value  # noqa: E402
+from analysis.tables import matching, paper_tables, render  # noqa: E402
+from analysis.tables.reference import load_reference, paper_value  # noqa: E402
 
 
 @pytest.mark.parametrize(

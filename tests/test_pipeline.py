@@ -7,9 +7,10 @@ import json
 import pytest
 from helpers import compose_cfg, tiny_overrides
 
-from esparse import tracking
-from esparse.config import normalize
-from esparse.pipeline import run, summary_row
+from esparse.records import hashing, store
+from esparse.run.config import normalize
+from esparse.run.pipeline import run
+from esparse.run.record import summary_row
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def test_run_writes_complete_record(overrides, tmp_path):
     assert rec["status"] == "done"
     path = tmp_path / "results" / "runs" / f"{rec['config_hash']}.json"
     on_disk = json.loads(path.read_text())
-    assert on_disk["config_hash"] == tracking.config_hash(on_disk["config"])
+    assert on_disk["config_hash"] == hashing.config_hash(on_disk["config"])
     for key in ("config", "config_hash", "metrics", "timings", "env", "status"):
         assert key in on_disk
     m = on_disk["metrics"]
@@ -63,7 +64,7 @@ def test_failure_leaves_failed_record(overrides, tmp_path, monkeypatch):
     cfg = compose_cfg(overrides + ["metric=wanda"])
     with pytest.raises(RuntimeError, match="injected"):
         run(cfg)
-    rec = tracking.read_record(tracking.record_path(tmp_path / "results", tracking.config_hash(normalize(cfg))))
+    rec = store.read_record(store.record_path(tmp_path / "results", hashing.config_hash(normalize(cfg))))
     assert rec["status"] == "failed" and "injected crash" in rec["error"]
     assert "dense/ppl/wikitext2" in rec["metrics"]  # what was computed before the crash is kept
     monkeypatch.undo()
@@ -74,8 +75,8 @@ def test_save_format_nm_writes_a_compressed_checkpoint_that_reloads_exactly(over
     import torch
 
     from esparse.compressed import load_compressed
-    from esparse.config import ConfigError, validate
     from esparse.models import get_adapter
+    from esparse.run.config import ConfigError, validate
 
     ckpt = tmp_path / "nm"
     cfg = compose_cfg(
@@ -94,7 +95,7 @@ def test_save_format_nm_writes_a_compressed_checkpoint_that_reloads_exactly(over
 
 
 def test_dense_baseline_record_never_claims_zero_shot_it_did_not_run(overrides, tmp_path):
-    from esparse.pipeline import baseline_config
+    from esparse.run.pipeline import baseline_config
 
     zs = ["eval.zeroshot.tasks=[piqa_local]", "eval.zeroshot.limit=5"]
     cfg = normalize(compose_cfg(overrides + ["metric=wanda"] + zs))
@@ -102,7 +103,7 @@ def test_dense_baseline_record_never_claims_zero_shot_it_did_not_run(overrides, 
     assert base["eval"]["zeroshot"]["tasks"] == [] and base["pattern"]["kind"] == "dense"
     # the ppl-only baseline is the same record whether or not the pruned run also asked for zero-shot
     ppl_only = normalize(compose_cfg(overrides + ["eval.zeroshot.limit=5"]))
-    assert tracking.config_hash(base) == tracking.config_hash(baseline_config(ppl_only))
+    assert hashing.config_hash(base) == hashing.config_hash(baseline_config(ppl_only))
     # a zero-shot-only run (no perplexity datasets) writes no dense baseline record at all
     import esparse.evaluation.zeroshot as zmod
 

@@ -7,11 +7,11 @@ import torch
 from conftest import tiny_llama, tiny_opt
 from helpers import compose_cfg, tiny_overrides
 
-from esparse.config import ConfigError, normalize, validate
 from esparse.masks import Pattern
 from esparse.models import get_adapter
 from esparse.models.placement import stream_blocks, to_device
 from esparse.pruning import PruneSpec, prune_model
+from esparse.run.config import ConfigError, normalize, validate
 
 
 def _spy_moves(model) -> list[tuple[int, str]]:
@@ -71,7 +71,7 @@ def test_offload_with_device_map_and_bad_activations_on_are_rejected():
 
 
 def test_pipeline_offload_gives_the_same_numbers_and_the_same_record(tiny_model_dir, text_corpus, tmp_path):
-    from esparse.pipeline import run
+    from esparse.run.pipeline import run
 
     ovs = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
     plain = run(compose_cfg(ovs + ["metric=wanda", "pattern=2:4"]))

@@ -10,9 +10,11 @@ import pytest
 import torch
 from helpers import compose_cfg, tiny_overrides
 
-from esparse import hub, preflight_tasks
-from esparse.config import ConfigError
-from esparse.pipeline import pattern_label, run
+from esparse.models import hub
+from esparse.run import preflight_tasks
+from esparse.run.config import ConfigError
+from esparse.run.pipeline import run
+from esparse.run.record import pattern_label
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def test_jsonl_without_text_names_file_and_line(overrides, tmp_path):
 def test_short_corpus_by_tokens_fails_before_the_model(overrides, tmp_path):
     p = tmp_path / "c.txt"  # enough bytes for the byte bound, too few words (tokens) for a window
     p.write_text(" ".join(["the"] * 20 + ["x" * 40]))
-    from esparse.data import DataUnavailableError
+    from esparse.run.data import DataUnavailableError
 
     with pytest.raises(DataUnavailableError, match="calibration.seqlen: 32"):
         run(compose_cfg(overrides + [f"data.wikitext2.path={p}", "stages=[prune]"]))

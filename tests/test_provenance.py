@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from esparse import provenance
+from esparse.records import provenance
 
 
 def test_installed_packages_equal_the_lock():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import headline
+from analysis.stats import headline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,9 @@ import sys
 import pytest
 from helpers import compose_cfg, tiny_overrides
 
-from esparse import claims, tracking
-from esparse.config import normalize
-from esparse.pipeline import run
+from esparse.records import claims, hashing, store
+from esparse.run.config import normalize
+from esparse.run.pipeline import run
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def cfg(tiny_model_dir, text_corpus, tmp_path):
 
 def _path(cfg):
     c = normalize(cfg)
-    return tracking.record_path(c["results_dir"], tracking.config_hash(c))
+    return store.record_path(c["results_dir"], hashing.config_hash(c))
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,7 @@ DECLARED = [
 def _problems(overrides: list[str], edit=None) -> str:
     from helpers import compose_cfg
 
-    from esparse.config import ConfigError, normalize, validate
+    from esparse.run.config import ConfigError, normalize, validate
 
     cfg = normalize(compose_cfg(overrides))
     if edit:
@@ -149,23 +149,23 @@ def test_validate_refuses_an_option_the_score_does_not_take_and_a_missing_one():
 def test_prune_spec_reads_every_key_from_the_config():
     from helpers import compose_cfg
 
-    from esparse.config import ConfigError
-    from esparse.pruning import PruneSpec
+    from esparse.run.calibration import prune_spec
+    from esparse.run.config import ConfigError
 
-    spec = PruneSpec.from_cfg(compose_cfg(["metric=esparse", "metric.bins=50", "reconstruction.blocksize=64"]))
+    spec = prune_spec(compose_cfg(["metric=esparse", "metric.bins=50", "reconstruction.blocksize=64"]))
     assert dict(spec.metric_kwargs) == {"alpha": "auto", "form": "alpha_entropy"}
     assert (spec.bins, spec.blocksize, spec.percdamp, spec.reconstruct) == (50, 64, 0.01, False)
-    assert dict(PruneSpec.from_cfg(compose_cfg(["metric=ria", "metric.a=1.0"])).metric_kwargs) == {"a": 1.0}
+    assert dict(prune_spec(compose_cfg(["metric=ria", "metric.a=1.0"])).metric_kwargs) == {"a": 1.0}
     cfg = compose_cfg(["metric=wanda"])
     del cfg["reconstruction"]["blocksize"]
     with pytest.raises(ConfigError, match="reconstruction.blocksize: missing"):
-        PruneSpec.from_cfg(cfg)
+        prune_spec(cfg)
     with pytest.raises(ConfigError, match="metric.bins: 100 is not an option of score 'wanda'"):
-        PruneSpec.from_cfg(compose_cfg(["metric=wanda", "+metric.bins=100"]))
+        prune_spec(compose_cfg(["metric=wanda", "+metric.bins=100"]))
     cfg = compose_cfg(["metric=esparse"])
     del cfg["metric"]["alpha"]
     with pytest.raises(ConfigError, match="metric.alpha: missing"):
-        PruneSpec.from_cfg(cfg)
+        prune_spec(cfg)
 
 
 def test_the_reconstructs_flag_routes_pruning_through_obs(monkeypatch):

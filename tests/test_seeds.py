@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from analysis import seeds
+from analysis.stats import seeds
 
 WANDA = {0: 183.10, 1: 191.46, 2: 176.57}
 RIA = {0: 172.28, 1: 166.27, 2: 168.24}
@@ -57,7 +57,7 @@ def test_holm_adjustment_by_hand():
 def test_grid_aggregates_seeds_and_refuses_other_differences(tmp_path):
     import json
 
-    from analysis import browser
+    from analysis.tables import browser
 
     def rec(h, metric, seed, ppl, nsamples=32):
         cfg = {

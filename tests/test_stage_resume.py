@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers import compose_cfg, tiny_overrides
 
-from esparse import resume, tracking
-from esparse.config import normalize
-from esparse.pipeline import run
+from esparse.records import hashing, resume, store
+from esparse.run.config import normalize
+from esparse.run.pipeline import run
 
 
 def _cfg(tiny_model_dir, text_corpus, root, extra=()):
@@ -17,14 +17,14 @@ def _cfg(tiny_model_dir, text_corpus, root, extra=()):
 
 
 def test_failed_eval_keeps_the_prune_and_the_rerun_does_not_redo_it(tiny_model_dir, text_corpus, tmp_path, monkeypatch):
-    import esparse.pipeline as pipeline
     import esparse.pruning as pruning
+    import esparse.run.pipeline as pipeline
 
     extra = ["metric=sparsegpt", "pattern=2:4"]  # weights updated, not only masked: the cache must hold them
     reference = run(_cfg(tiny_model_dir, text_corpus, tmp_path / "ref", extra))
     cfg = _cfg(tiny_model_dir, text_corpus, tmp_path / "run", extra)
     c = normalize(cfg)
-    keep = resume.cache_dir(tmp_path / "run" / "cache", tracking.config_hash(c))
+    keep = resume.cache_dir(tmp_path / "run" / "cache", hashing.config_hash(c))
     assert not (tmp_path / "ref" / "cache" / "resume" / reference["config_hash"]).exists()  # done: cleaned up
 
     real_ppl = pipeline._ppl
@@ -37,7 +37,7 @@ def test_failed_eval_keeps_the_prune_and_the_rerun_does_not_redo_it(tiny_model_d
     monkeypatch.setattr(pipeline, "_ppl", failing_pruned_eval)
     with pytest.raises(RuntimeError, match="injected"):
         run(cfg)
-    failed = json.loads(tracking.record_path(c["results_dir"], tracking.config_hash(c)).read_text())
+    failed = json.loads(store.record_path(c["results_dir"], hashing.config_hash(c)).read_text())
     assert failed["status"] == "failed" and failed["stages_done"] == ["prune"]
     assert failed["metrics"]["sparsity/actual"] == pytest.approx(0.5)
     assert (keep / resume.WEIGHTS).is_file()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from esparse import tracking
+from esparse.records import hashing, memory, store, wandb_logger
 
 
 def test_hash_ignores_non_semantic_keys():
@@ -18,14 +18,14 @@ def test_hash_ignores_non_semantic_keys():
         "logger": {"name": "wandb"},
     }
     c = {"model": {"name": "x"}, "metric": {"name": "esparse"}}
-    assert tracking.config_hash(a) == tracking.config_hash(b)
-    assert tracking.config_hash(a) != tracking.config_hash(c)
-    assert len(tracking.config_hash(a)) == 12
+    assert hashing.config_hash(a) == hashing.config_hash(b)
+    assert hashing.config_hash(a) != hashing.config_hash(c)
+    assert len(hashing.config_hash(a)) == 12
 
 
 def test_atomic_write_survives_crash(tmp_path, monkeypatch):
     path = tmp_path / "runs" / "abc.json"
-    tracking.write_json_atomic(path, {"status": "done", "metrics": {"ppl": 1.0}})
+    store.write_json_atomic(path, {"status": "done", "metrics": {"ppl": 1.0}})
 
     real_dump = json.dump
 
@@ -35,32 +35,32 @@ def test_atomic_write_survives_crash(tmp_path, monkeypatch):
 
     monkeypatch.setattr(json, "dump", crashing_dump)
     with pytest.raises(KeyboardInterrupt):
-        tracking.write_json_atomic(path, {"status": "running"})
+        store.write_json_atomic(path, {"status": "running"})
     monkeypatch.setattr(json, "dump", real_dump)
     assert json.loads(path.read_text()) == {"status": "done", "metrics": {"ppl": 1.0}}
     assert [p.name for p in path.parent.iterdir()] == ["abc.json"]  # no temp file left behind
-    assert tracking.is_done(path)
+    assert store.is_done(path)
 
 
 def test_unreadable_record_is_not_done(tmp_path):
     p = tmp_path / "x.json"
     p.write_text('{"status": "do')
-    assert tracking.read_record(p) is None and not tracking.is_done(p)
+    assert store.read_record(p) is None and not store.is_done(p)
 
 
 def test_flatten():
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
+    assert wandb_logger.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
 
 
-@pytest.mark.skipif(tracking.host_rss_bytes() is None, reason="needs /proc/self/statm")
+@pytest.mark.skipif(memory.host_rss_bytes() is None, reason="needs /proc/self/statm")
 def test_peak_memory_sees_a_transient_allocation():
     """A 256 MB buffer allocated, touched and freed inside the block shows in the peak, not after."""
     import time
 
     import torch
 
-    before = tracking.host_rss_bytes()
-    with tracking.PeakMemory("cpu", interval=0.005) as pm:
+    before = memory.host_rss_bytes()
+    with memory.PeakMemory("cpu", interval=0.005) as pm:
         buf = torch.ones(64 * 2**20, dtype=torch.float32)  # 256 MiB, written so the pages are resident
         time.sleep(0.1)
         del buf

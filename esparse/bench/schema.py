@@ -12,7 +12,7 @@ key                type      meaning
 ``what``           str       one line: what the rows are
 ``measured_at``    str/null  ISO 8601 UTC of the measurement; null only where a migrated file
                              never said
-``environment``    object    ``esparse.provenance.environment(device)`` of the measuring process
+``environment``    object    ``esparse.records.provenance.environment(device)`` of the measuring process
                              (a migrated record keeps the environment its old file recorded)
 ``config``         object    the parameters that produced the rows (model, grid, seeds, arguments)
 ``columns``        object    ``{column: {"unit": ..., "about": ...}}``: every column a row may hold
@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from esparse import provenance, tracking
+from esparse.records import provenance, store
 
 SCHEMA_VERSION = 1
 
@@ -169,7 +169,7 @@ def bench_record(
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "what": what,
-        "measured_at": tracking.now_iso() if measured_at == "now" else measured_at,
+        "measured_at": store.now_iso() if measured_at == "now" else measured_at,
         "environment": dict(environment) if environment is not None else provenance.environment(device),
         "config": dict(config),
         "columns": {name: {"unit": unit, "about": about} for name, (unit, about) in columns.items()},
@@ -191,7 +191,7 @@ def write_bench_record(
     **fields: Any,
 ) -> Path:
     """Write :func:`bench_record` to ``path`` atomically (``compact``: no indentation, for large rows)."""
-    return tracking.write_json_atomic(path, bench_record(kind, config, rows, **fields), compact=compact)
+    return store.write_json_atomic(path, bench_record(kind, config, rows, **fields), compact=compact)
 
 
 def device_slug(name: str) -> str:

@@ -14,8 +14,8 @@ from esparse.bench.gemm import breakeven_tokens, gemm_table
 from esparse.bench.kernels import device_name, kernel_available, resolve_dtype
 from esparse.bench.memory import model_memory
 from esparse.bench.schema import bench_record
-from esparse.conf_files import conf_file
 from esparse.models.arch import arch_from_hf_config
+from esparse.run.conf_files import conf_file
 
 
 def bench_defaults() -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from esparse import hub
+from esparse.models import hub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCAL_TASKS_DIR = Path(__file__).resolve().parent / "tasks"

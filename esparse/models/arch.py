@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from esparse.conf_files import conf_file, conf_names
+from esparse.run.conf_files import conf_file, conf_names
 
 FAMILIES = ("llama", "opt", "gemma3")
 

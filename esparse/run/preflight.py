@@ -1,9 +1,9 @@
 """Checks of the world a config points at, run before any model is loaded.
 
-:func:`esparse.config.validate` judges the values; this module judges what they name: the
+:func:`esparse.run.config.validate` judges the values; this module judges what they name: the
 directories a run writes, the local corpora it reads, the model directory or hub cache, and the
 zero-shot tasks and their data. Each problem names the key, the value and what is allowed, and all
-of them are raised at once as one :class:`~esparse.config.ConfigError` (exit code 2).
+of them are raised at once as one :class:`~esparse.run.config.ConfigError` (exit code 2).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from esparse.config import ConfigError
+from esparse.run.config import ConfigError
 
 SAFETENSORS_HEADER_MAX = 100 * 2**20  # a header longer than this is a corrupt length field
 
@@ -23,7 +23,7 @@ SAFETENSORS_HEADER_MAX = 100 * 2**20  # a header longer than this is a corrupt l
 def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Raise :class:`ConfigError` listing every problem found in what ``cfg`` points at; else return
     what was learnt on the way (``hub_unusable``: why the hub cannot be used, if it was probed)."""
-    from esparse import hub
+    from esparse.models import hub
 
     hub_status = functools.cache(hub.unusable)  # one probe per check, only if something needs the hub
     stages = list(cfg.get("stages") or [])
@@ -35,7 +35,7 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
     problems += model_source(cfg.get("model") or {}, hub_status)
     zs = (cfg.get("eval") or {}).get("zeroshot") or {}
     if "eval" in stages and zs.get("tasks"):
-        from esparse.preflight_tasks import zeroshot_tasks
+        from esparse.run.preflight_tasks import zeroshot_tasks
 
         problems += zeroshot_tasks(zs, hub_status)
     problems += hub_corpora(cfg, hub_status)
@@ -47,8 +47,8 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def hub_corpora(cfg: Mapping[str, Any], hub_status: Callable[[], str | None]) -> list[str]:
     """A corpus read from the hub (no local path) needs the hub, or its dataset already cached."""
-    from esparse.data import HUB_DATASETS
-    from esparse.preflight_tasks import dataset_cached
+    from esparse.run.data import HUB_DATASETS
+    from esparse.run.preflight_tasks import dataset_cached
 
     names = {n for ns in corpora_in_use(cfg).values() for n in ns if n in HUB_DATASETS}
     names = sorted(n for n in names if not ((cfg.get("data") or {}).get(n) or {}).get("path"))
@@ -112,7 +112,7 @@ def corpora_in_use(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
 def local_corpora(cfg: Mapping[str, Any]) -> list[str]:
     """Every local corpus file the run reads: present, UTF-8, non-empty, jsonl rows with ``text``; a
     file used for calibration and evaluation alike only with ``split_percent`` (no overlap)."""
-    from esparse.data import DataUnavailableError, dataset_kwargs, read_local
+    from esparse.run.data import DataUnavailableError, dataset_kwargs, read_local
 
     problems, files = [], {}
     for use, names in corpora_in_use(cfg).items():
@@ -167,7 +167,7 @@ def model_source(model: Mapping[str, Any], hub_status: Callable[[], str | None])
         return model_dir(d, "model.path")
     if model.get("source") != "hub":
         return []
-    from esparse import hub
+    from esparse.models import hub
 
     hf_id = model.get("hf_id")
     why = hub_status()

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.plotting import COLORS, MASK_LABELS, Inputs, NoData, log_axis, panel_grid
+from analysis.figures.plotting import COLORS, MASK_LABELS, Inputs, NoData, log_axis, panel_grid
 
 
 def adjacent_vs_distant(values: Sequence[float]) -> tuple[float, float]:

@@ -2,7 +2,7 @@
 
 Not a paper table: ``python -m analysis runs`` lists what was run and what came out, and
 ``python -m analysis grid`` cuts the closing table of a sweep (experiments/) from the records, so it
-cannot drift from them. A grid cell holds every calibration seed that ran (``analysis.seeds``).
+cannot drift from them. A grid cell holds every calibration seed that ran (``analysis.stats.seeds``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import records as rec_io
-from analysis import seeds
 from analysis.records import is_missing
+from analysis.stats import seeds
 
 #: what a run was, as columns of :func:`runs_overview` (the experiment name aside)
 RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "tie_break",

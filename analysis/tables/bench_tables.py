@@ -4,7 +4,7 @@ time (RIA T11) tables.
 Their cells are filled from bench rows (``analysis.benches``: bench files and the records' own
 ``bench/...`` metrics), not from a record's config; a cell takes the newest source that has it.
 The lines have the same columns and the same "not run" rule as every other table
-(``analysis.matching``). GEMM rows use the token count closest to the paper's.
+(``analysis.tables.matching``). GEMM rows use the token count closest to the paper's.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 
 from analysis import benches
-from analysis.matching import (
+from analysis.records import is_missing, pattern_fields
+from analysis.tables.matching import (
     NOT_RUN,
     Lines,
     as_float,
@@ -28,8 +29,7 @@ from analysis.matching import (
     orientation,
     pattern_ok,
 )
-from analysis.records import is_missing, pattern_fields
-from analysis.reference import PaperCell, PaperTable
+from analysis.tables.reference import PaperCell, PaperTable
 
 
 def _or_record_rows(bench: pd.DataFrame | None, records: pd.DataFrame) -> pd.DataFrame:

@@ -17,8 +17,8 @@ import pandas as pd  # noqa: E402
 
 from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
-from analysis.matching import NOT_RUN  # noqa: E402
-from analysis.plotting import COLORS, Inputs, NoData, log_axis  # noqa: E402
+from analysis.figures.plotting import COLORS, Inputs, NoData, log_axis  # noqa: E402
+from analysis.tables.matching import NOT_RUN  # noqa: E402
 
 
 def _ppl_key(row: Mapping[str, Any]) -> tuple[str, float] | None:
@@ -152,7 +152,7 @@ def _sd(line: Any) -> float:
 def esparse_ablation_bars(inp: Inputs):
     """E-Sparse ablation ("Fig. 4"): perplexity of norm → +entropy → +global → +local shuffle, the
     paper's LLaMA numbers beside ours (built by the table's spec, so the cells match the table)."""
-    from analysis import paper_tables
+    from analysis.tables import paper_tables
 
     df = paper_tables.get("esparse_ablation")(inp.records)
     steps = list(dict.fromkeys(df["row"]))

@@ -1,9 +1,9 @@
 """The paper tables, declared as data: one registry of name -> spec.
 
 A spec names a table, titles it, and says which records fill its cells (a fill function of
-``analysis.matching`` or ``analysis.bench_tables``, and the record keys it reads). Its rows,
+``analysis.tables.matching`` or ``analysis.tables.bench_tables``, and the record keys it reads). Its rows,
 columns, the run configuration of each cell and the paper's numbers are the transcription of the
-same name in ``paper_values.json`` (``analysis.reference``), the one place they are written, so a
+same name in ``paper_values.json`` (``analysis.tables.reference``), the one place they are written, so a
 number is never typed twice. Adding a table: transcribe it there, add one ``TableSpec`` here.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.bench_tables import gemm_cells, memory_cells, permutation_cells
-from analysis.matching import Lines, record_cells, table_frame
-from analysis.reference import PaperTable, load_reference
+from analysis.tables.bench_tables import gemm_cells, memory_cells, permutation_cells
+from analysis.tables.matching import Lines, record_cells, table_frame
+from analysis.tables.reference import PaperTable, load_reference
 
 #: (the table's transcription, every transcription, records, bench rows or None) -> its lines and notes
 Fill = Callable[[PaperTable, Mapping[str, PaperTable], pd.DataFrame, pd.DataFrame | None], Lines]

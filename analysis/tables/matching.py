@@ -11,7 +11,7 @@ Which records fill a cell: the finished (status "done") records whose config mat
 (model, metric, pattern, shuffle, reconstruct, RIA's ``a``, E-Sparse's ``form``, calibration), made
 under the default tie-break rule, that carry the cell's metric: one per calibration seed (the newest
 where a seed has several: ``env.finished_at``, else the file's mtime). ``ours`` is their mean, ``sd``
-and ``n`` their spread and count (``analysis.seeds``), and ``vs_best`` compares the line, paired by
+and ``n`` their spread and count (``analysis.stats.seeds``), and ``vs_best`` compares the line, paired by
 seed, with the best line of its model and pattern in the table. Cells name no calibration when the
 paper used its default, C4.
 
@@ -23,7 +23,7 @@ corpus where the paper used C4 or WikiText-2; ``metric_key`` says which key was 
 reads only records of the embedded default's sizes (``LOCAL_SIZES``), so a reduced-size check never
 stands in for the headline configuration.
 
-The cells filled from bench rows (latency, memory, permutation time) are in ``analysis.bench_tables``;
+The cells filled from bench rows (latency, memory, permutation time) are in ``analysis.tables.bench_tables``;
 they share this module's line format and pattern matching.
 """
 
@@ -37,9 +37,9 @@ from typing import Any
 import pandas as pd
 
 from analysis import records as rec_io
-from analysis import seeds
 from analysis.records import is_missing, pattern_fields
-from analysis.reference import PaperCell, PaperTable, model_rank, paper_models
+from analysis.stats import seeds
+from analysis.tables.reference import PaperCell, PaperTable, model_rank, paper_models
 
 NOT_RUN = "not run"
 NO_PAPER = "—"
@@ -302,7 +302,7 @@ def cell_line(cell: PaperCell, ours_model: str, found, wanted: str, same_model: 
 
 def mark_best(lines: list[dict[str, Any]], lower_is_better: bool) -> list[dict[str, Any]]:
     """Fill ``vs_best``: within each (model, column, pattern) of pruned lines, the best mean is "best"
-    and every other line is compared with it paired by seed (``analysis.seeds.paired``): "worse"
+    and every other line is compared with it paired by seed (``analysis.stats.seeds.paired``): "worse"
     where the t-test separates them, "not separable" where it does not, "no claim" under two common
     seeds. Lines alone in their group, dense lines and lines without seeds stay blank."""
     groups: dict[tuple, list[dict[str, Any]]] = {}

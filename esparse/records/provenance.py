@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 #: the repository's lock: exact versions of the whole stack (scripts/lock.sh writes it)
-LOCK_FILE = Path(__file__).resolve().parents[1] / "requirements.lock"
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"
 #: packages whose version is copied into every record in full (the lock hash covers the rest)
 KEY_PACKAGES = ("torch", "transformers", "lm-eval", "datasets", "scipy", "numpy", "hydra-core", "esparse")
 #: CPU flags that change which kernels torch/MKL/oneDNN run, hence the float results

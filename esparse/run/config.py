@@ -59,8 +59,8 @@ def _number_options(metric: Any) -> list[str]:
 def validate(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` listing every invalid value in a resolved, normalized config."""
     from esparse import permutation, scores
-    from esparse.data import CORPORA
     from esparse.masks import Pattern, TieBreak
+    from esparse.run.data import CORPORA
 
     problems: list[str] = []
     model = cfg.get("model") or {}

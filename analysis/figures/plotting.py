@@ -2,7 +2,7 @@
 
 The figures are functions of files alone: ``results/observations/*.json`` (written once by
 ``experiments/observations.py``), the run records and the permutation bench. A figure whose data is
-absent raises ``NoData`` saying what to run, and ``analysis.figures`` draws a placeholder instead.
+absent raises ``NoData`` saying what to run, and ``analysis.figures.catalogue`` draws a placeholder instead.
 """
 
 from __future__ import annotations

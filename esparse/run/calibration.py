@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
-from esparse.config import require
+from esparse import scores
+from esparse.masks import Pattern, TieBreak
+from esparse.pruning import PruneSpec
+from esparse.run.config import ConfigError, require
 
-__all__ = ["Calibration", "calibration_ids", "prune"]
+__all__ = ["Calibration", "calibration_ids", "prune", "prune_spec"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Calibration:
     @property
     def details(self) -> dict[str, Any]:
         """What a record keeps of them (``details.calibration``): enough to prove two runs saw the same tokens."""
-        from esparse.data import hash_ints
+        from esparse.run.data import hash_ints
 
         return {"tokens": self.tokens, "starts_sha": hash_ints(self.starts)}
 
@@ -39,7 +42,7 @@ def calibration_ids(cfg: Mapping[str, Any], tokenizer) -> Calibration:
     """``calibration.nsamples`` windows of ``calibration.seqlen`` tokens from the calibration split of
     corpus ``calibration.name`` (``data.<name>`` options, ``paths.cache_dir``), seeded by
     ``calibration.seed``."""
-    from esparse import data
+    from esparse.run import data
 
     name, nsamples, seqlen, seed = (require(cfg, f"calibration.{k}") for k in ("name", "nsamples", "seqlen", "seed"))
     cache_dir = (cfg.get("paths") or {}).get("cache_dir")
@@ -49,8 +52,32 @@ def calibration_ids(cfg: Mapping[str, Any], tokenizer) -> Calibration:
     return Calibration(ids, int(stream.numel()), starts)
 
 
+def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
+    """The spec of a resolved config. Every key is read from it, as the score registry declares
+    the score's options; a missing, unknown or bad one is a ConfigError naming it."""
+    metric = require(cfg, "metric")
+    name = require(cfg, "metric.name")
+    problems = scores.check_options(name, metric)
+    if problems:
+        raise ConfigError(problems)
+    options = scores.get(name).options
+    shuffle = dict(require(cfg, "shuffle"))
+    return PruneSpec(
+        metric=name,
+        pattern=Pattern.parse(dict(require(cfg, "pattern"))),
+        tie=TieBreak.from_cfg(cfg["pattern"]),
+        metric_kwargs={k: metric[k] for k, opt in options.items() if opt.kwarg},
+        reconstruct=bool(metric["reconstruct"]),
+        shuffle=shuffle.pop("name"),
+        shuffle_kwargs={k: v for k, v in shuffle.items() if v is not None},
+        blocksize=int(require(cfg, "reconstruction.blocksize")),
+        percdamp=float(require(cfg, "reconstruction.percdamp")),
+        **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it
+    )
+
+
 def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapter=None):
-    """Prune ``model`` in place as ``cfg`` says (:meth:`esparse.pruning.PruneSpec.from_cfg`), on
+    """Prune ``model`` in place as ``cfg`` says (:func:`prune_spec`), on
     ``device``, calibrating in batches of ``calibration.batch_size``; ``offload``, ``activations_on``
     and ``progress`` place the work and change no number. Returns the
     :class:`esparse.pruning.PruneReport`."""
@@ -59,7 +86,7 @@ def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapte
     return pruning.prune_model(
         model,
         calib_ids,
-        pruning.PruneSpec.from_cfg(cfg),
+        prune_spec(cfg),
         batch_size=require(cfg, "calibration.batch_size"),
         device=device,
         progress=require(cfg, "progress"),

@@ -2,7 +2,7 @@
 ``<name>.csv`` and ``<name>.tex``, and an ``index.md`` over them all.
 
 ``build_all`` is what ``python -m analysis tables`` (``make tables``) runs: it reads the records and
-bench rows once, fills every table of ``analysis.paper_tables`` and writes it. md and tex round
+bench rows once, fills every table of ``analysis.tables.paper_tables`` and writes it. md and tex round
 numbers to 4 decimals for reading; the csv keeps every digit. A cell whose record disagrees with the
 committed reference record of its config says so in its ``drift`` column.
 """
@@ -20,9 +20,9 @@ from tabulate import tabulate
 
 from analysis import benches
 from analysis import records as rec_io
-from analysis.matching import NOT_RUN
-from analysis.paper_tables import TABLES, get
-from analysis.reference import PAPERS, load_reference
+from analysis.tables.matching import NOT_RUN
+from analysis.tables.paper_tables import TABLES, get
+from analysis.tables.reference import PAPERS, load_reference
 
 
 def _fmt(v: Any) -> str:
@@ -128,7 +128,7 @@ def build_all(
 def _drift_marks(results_dir: str | Path) -> dict[str, str]:
     """{config hash: mark} for your records that disagree with the committed reference record of
     the same config: the table shows yours (the newest) and says so, never silently."""
-    from analysis import drift
+    from analysis.checks import drift
 
     rd = Path(results_dir)
     report = drift.audit(rd / "runs", rd / "reference" / "runs")

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 #: conf/ beside the package (esparse is installed editable from the repository)
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def conf_file(group: str, name: str) -> dict[str, Any]:

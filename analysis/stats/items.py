@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analysis import seeds
+from analysis.stats import seeds
 
 
 @dataclass(frozen=True)

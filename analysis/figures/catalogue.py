@@ -1,10 +1,10 @@
 """Every figure by name, and ``build_all``: ``python -m analysis figures`` writes each as
 ``results/figures/<name>.png`` plus an ``index.md``. No model, no torch: seconds to run.
 
-Every figure is a function of files alone (``analysis.plotting`` loads them once); one that lacks
+Every figure is a function of files alone (``analysis.figures.plotting`` loads them once); one that lacks
 its data is written as a placeholder PNG that says what is missing and how to produce it (and the
 reason is printed), never drawn from invented numbers. The observation figures are in
-``analysis.observation_figures``, the figures of our run records in ``analysis.record_figures``.
+``analysis.figures.observations``, the figures of our run records in ``analysis.figures.from_records``.
 
     python -m analysis figures [--results results] [--out results/figures] [--only name,...]
 """
@@ -21,15 +21,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.observation_figures import (  # noqa: E402
+from analysis.figures.from_records import (  # noqa: E402
+    esparse_ablation_bars,
+    permutation_retained,
+    ria_fig4a_ppl_vs_sparsity,
+)
+from analysis.figures.observations import (  # noqa: E402
     entropy_per_channel,
     esparse_fig2_adjacent_std,
     esparse_fig2_norm_std,
     ria_fig5_degree,
     ria_fig6_corruption,
 )
-from analysis.plotting import Inputs, NoData, load_inputs  # noqa: E402
-from analysis.record_figures import esparse_ablation_bars, permutation_retained, ria_fig4a_ppl_vs_sparsity  # noqa: E402
+from analysis.figures.plotting import Inputs, NoData, load_inputs  # noqa: E402
 
 DPI = 110
 

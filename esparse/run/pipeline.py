@@ -10,10 +10,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,8 +20,11 @@ from typing import Any
 
 import torch
 
-from esparse import calibration, claims, hub, preflight, provenance, resume, tracking
-from esparse.config import normalize, validate
+from esparse.models import hub
+from esparse.records import claims, hashing, resume, store, wandb_logger
+from esparse.run import calibration, preflight
+from esparse.run.config import normalize, validate
+from esparse.run.record import Added, Run
 
 log = logging.getLogger(__name__)
 
@@ -37,87 +39,13 @@ def dense_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return normalize(d)
 
 
-#: what a stage adds to the record: ``{"metrics": {...}, "details": {...}, "done": "<stage>"}``, any part
-Added = dict[str, Any]
-
-
-class Run:
-    """A record being filled in; every ``save()`` is an atomic rewrite."""
-
-    def __init__(self, cfg: dict[str, Any]):
-        self.cfg = cfg
-        self.hash = tracking.config_hash(cfg)
-        self.path = tracking.record_path(cfg["results_dir"], self.hash)
-        self.record: dict[str, Any] = {
-            "config": cfg,
-            "config_hash": self.hash,
-            "status": "running",
-            "metrics": {},
-            "timings": {},
-            "memory": {},
-            "env": {**provenance.environment(cfg.get("device", "cpu")), "started_at": tracking.now_iso()},
-            "details": {},
-            "stages_done": [],
-        }
-
-    def carry_over(self, previous: Mapping[str, Any]) -> None:
-        """Keep what an earlier, unfinished run of this config finished: its stages and their
-        numbers (a stage in ``stages_done`` is not run again where its result is kept)."""
-        done = [s for s in previous.get("stages_done") or [] if s in ("prune", "save", "eval")]
-        if not done:
-            return
-        for key in ("metrics", "timings", "memory", "details"):
-            self.record[key] = copy.deepcopy(previous.get(key) or {})
-        self.record["stages_done"] = list(done)
-        self.record["resumed"] = {"from_started_at": (previous.get("env") or {}).get("started_at"), "kept": done}
-
-    def merge(self, added: Added) -> None:
-        """Put what a stage adds into the record (not saved yet): ``metrics`` and ``details``
-        entries, a dict-valued detail gaining the entries given (``ppl_windows`` grows one corpus at a
-        time), and ``done``, a stage now finished (``stages_done``)."""
-        self.record["metrics"].update(added.get("metrics") or {})
-        details = self.record["details"]
-        for key, value in (added.get("details") or {}).items():
-            if isinstance(value, dict) and isinstance(details.get(key), dict):
-                details[key].update(value)
-            else:
-                details[key] = value
-        if added.get("done"):
-            self.record["stages_done"].append(added["done"])
-
-    def add(self, added: Added) -> None:
-        self.merge(added)
-        self.save()
-
-    def add_all(self, additions: Iterator[Added]) -> None:
-        """Add and save each addition of a stage as it comes, so a crash keeps every finished number."""
-        with closing(additions):  # type: ignore[type-var]
-            for added in additions:
-                self.add(added)
-
-    def save(self) -> None:
-        tracking.write_json_atomic(self.path, self.record)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        """Time a stage and record its peak host/device memory (``record["memory"][name]``), also
-        when it fails."""
-        mem, t = tracking.PeakMemory(self.cfg.get("device", "cpu")), time.perf_counter()
-        try:
-            with mem:
-                yield
-        finally:
-            self.record["timings"][name] = round(time.perf_counter() - t, 3)
-            self.record["memory"][name] = mem.as_dict()
-
-
 def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     """Execute one resolved config and return its record (the existing one if already done; None
     if another live process has claimed the point, which it then computes)."""
     cfg = normalize(cfg)
     validate(cfg)
-    path = tracking.record_path(cfg["results_dir"], tracking.config_hash(cfg))
-    previous = tracking.load_record(path)  # an unreadable record is moved aside here
+    path = store.record_path(cfg["results_dir"], hashing.config_hash(cfg))
+    previous = store.load_record(path)  # an unreadable record is moved aside here
     if previous and previous.get("status") == "done" and not cfg.get("force"):
         log.info("skip: %s already done (force=true to redo)", path)
         return previous
@@ -130,7 +58,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
         log.warning("skip: %s is being computed by pid %s on %s", path, who.get("pid"), who.get("host"))
         return None
     with held:
-        previous = tracking.read_record(path)  # again, now that it is ours: another may just have finished
+        previous = store.read_record(path)  # again, now that it is ours: another may just have finished
         if previous and previous.get("status") == "done" and not cfg.get("force"):
             log.info("skip: %s was finished by another process meanwhile", path)
             return previous
@@ -152,7 +80,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
             run_.record["traceback"] = traceback.format_exc(limit=8)
             raise
         finally:
-            run_.record["env"]["finished_at"] = tracking.now_iso()
+            run_.record["env"]["finished_at"] = store.now_iso()
             run_.save()
             if logger is not None:
                 logger.log_record(run_.record)
@@ -173,7 +101,7 @@ def _make_logger(cfg: Mapping[str, Any], run_: Run):
     if lg.get("name") != "wandb":
         return None
     name = f"{cfg['model']['name']}-{cfg['metric']['name']}-{cfg['pattern']['name']}-{cfg['shuffle']['name']}"
-    return tracking.WandbLogger(
+    return wandb_logger.WandbLogger(
         project=lg.get("project", "esparse"),
         group=cfg.get("experiment") or "adhoc",
         name=f"{name}-{run_.hash}",
@@ -339,7 +267,7 @@ def _loaded_arch(model) -> dict[str, Any] | None:
 
 
 def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Tensor]:
-    from esparse import data
+    from esparse.run import data
 
     ev = cfg["eval"]["ppl"]
     out = {}
@@ -388,8 +316,8 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
     if not eval_sets:
         return {}  # no perplexity asked for: nothing to compare, no record to write
     dcfg = baseline_config(cfg)
-    path = tracking.record_path(dcfg["results_dir"], tracking.config_hash(dcfg))
-    rec = tracking.load_record(path)  # an unreadable one is moved aside, not overwritten
+    path = store.record_path(dcfg["results_dir"], hashing.config_hash(dcfg))
+    rec = store.load_record(path)  # an unreadable one is moved aside, not overwritten
     if not (rec and rec.get("status") == "done"):
         drun = Run(dcfg)
         held = claims.claim(path, drun.record["env"]["started_at"])  # None: another run writes it; we only use ours
@@ -399,7 +327,7 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
                     drun.merge(_ppl_fields(name, _ppl(dcfg, model, windows, f"dense ppl {name}")))
             drun.record["status"] = "done"
             drun.record["stages_done"] = ["eval"]
-            drun.record["env"]["finished_at"] = tracking.now_iso()
+            drun.record["env"]["finished_at"] = store.now_iso()
             if held is not None:
                 drun.save()
         finally:
@@ -407,34 +335,3 @@ def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tenso
                 held.release()
         rec = drun.record
     return {f"dense/{k}": v for k, v in rec["metrics"].items() if k.startswith(("ppl/", "ppl_lo/", "ppl_hi/"))}
-
-
-def pattern_label(pattern: Mapping[str, Any]) -> str:
-    """What the run pruned to, from its numbers (``pattern=2:4 pattern.n=1`` is a 1:4 run), not the
-    name of the preset it started from."""
-    if pattern.get("kind") == "nm":
-        return f"{pattern.get('n')}:{pattern.get('m')}"
-    return str(pattern.get("name"))
-
-
-def summary_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The one-line result a user reads at the end of a run."""
-    c, m = record["config"], record["metrics"]
-    row = {
-        "model": c["model"]["name"],
-        "metric": c["metric"]["name"],
-        "pattern": pattern_label(c["pattern"]),
-        "shuffle": c["shuffle"]["name"],
-    }
-    for k, v in m.items():
-        if k.startswith(("ppl/", "dense/ppl/", "zeroshot/avg")) or k == "sparsity/actual":
-            row[k] = round(v, 3) if isinstance(v, float) else v
-    row["seconds"] = round(sum(record.get("timings", {}).values()), 1)
-    for where in ("host", "device"):  # the highest stage peak; none where nothing was measured
-        peaks = [
-            m[f"{where}_peak_gb"] for m in record.get("memory", {}).values() if m.get(f"{where}_peak_gb") is not None
-        ]
-        if peaks:
-            row[f"peak_{where}_gb"] = round(max(peaks), 2)
-    row["record"] = f"runs/{record['config_hash']}.json"
-    return row

@@ -1,0 +1,1 @@
+"""Checks of records against the committed reference records (``drift``)."""
