@@ -60,7 +60,7 @@ verify-ci: install ## re-run the reduced-size CI reference (~1 min) and fail on 
 	bash scripts/verify.sh $(VERIFY_CI)
 
 LOCAL_PRESETS ?= $(sort $(basename $(notdir $(wildcard conf/experiment/*_local.yaml))))
-reproduce-local: install ## every *_local preset on the CPU (paper tables ~7 h, the README's seed sweeps ~6 h more, idle), then tables + figures
+reproduce-local: install ## every *_local preset on the CPU (paper tables ~7 h, the results page's seed sweeps ~6 h more, idle), then tables + figures
 	@failed=""; for p in $(LOCAL_PRESETS); do \
 		echo "== $$p"; $(PY) run.py -m +experiment=$$p $(ARGS) || failed="$$failed $$p"; \
 	done; \

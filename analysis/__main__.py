@@ -1,7 +1,7 @@
 """``python -m analysis tables|figures|runs|grid|list [--results results] [--out DIR] [--only name,...]``.
 
 ``tables`` writes every paper table (results/tables/), ``figures`` every figure (results/figures/),
-``headline`` builds the README's measured section from the records (``--readme README.md`` rewrites it),
+``headline`` rewrites the generated results page (docs/results.md) and the README's summary from the records,
 ``drift`` compares your records with the committed reference records of the same config,
 ``grid`` pivots one outcome of the records over two knobs (e.g. perplexity by score × shuffle per
 pattern), ``tables --wandb`` also logs the tables and figures to W&B (offline unless WANDB_MODE says otherwise)."""
@@ -51,10 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--strict", action="store_true",
                    help="exit 1 on drift, or on a record with no reference of its config (make verify)")  # fmt: skip
     d.add_argument("--out", default=None, help="also write the report to this markdown file")
-    h = sub.add_parser("headline", help="the README's measured section (mean ± std over seeds, paired claims)")
+    h = sub.add_parser(
+        "headline", help="the results page and the README summary (mean ± std over seeds, paired claims)"
+    )
     h.add_argument("--results", default="results", help="results dir holding runs/ and reference/runs/")
-    h.add_argument("--out", default=None, help="also write it to this markdown file")
-    h.add_argument("--readme", default=None, help="rewrite the generated block of this README")
+    h.add_argument("--out", default=None, help="write the results block to this file instead of rewriting the pages")
+    h.add_argument("--page", default="docs/results.md", help="the results page whose generated block is rewritten")
+    h.add_argument("--readme", default="README.md", help="the README whose summary block is rewritten")
     args = parser.parse_args(argv)
 
     if args.command == "list":
@@ -117,17 +120,20 @@ def _headline(args: argparse.Namespace) -> int:
     from analysis.stats import headline
 
     text = headline.build(args.results)
-    print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
-    if args.readme:
+        print(f"{args.out}: written")
+        return 0
+    blocks = [(args.page, headline.BEGIN, headline.END, text),
+              (args.readme, headline.SUMMARY_BEGIN, headline.SUMMARY_END, headline.summary(args.results))]  # fmt: skip
+    for path, begin, end, block in blocks:
         try:
-            changed = headline.rewrite_readme(args.readme, args.results)
-        except ValueError as e:
+            changed = headline.rewrite(path, begin, end, block)
+        except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(f"{args.readme}: {'rewritten' if changed else 'already up to date'}", file=sys.stderr)
+        print(f"{path}: {'rewritten' if changed else 'already up to date'}")
     return 0
 
 

@@ -97,7 +97,7 @@ def test_bench_keys_moved_into_the_yaml_change_the_hash_only_when_set():
     ],
 )  # fmt: skip
 def test_the_headline_presets_seed_0_points_are_the_committed_records(preset, points):
-    """The README's sweeps as presets: at seed 0 every point composes to a committed reference record,
+    """The results page's sweeps as presets: at seed 0 every point composes to a committed reference record,
     so the preset resumes them instead of running them again (the label is not in the hash)."""
     have = {p.stem for p in (ROOT / "results" / "reference" / "runs").glob("*.json")}
     for over in points:

@@ -1,14 +1,18 @@
 """The docs cannot rot: their code runs, their tables match the tree, their paths and links resolve.
 
-- Every ```python block of README.md, docs/*.md, experiments/README.md and analysis/README.md is
-  executed as written, each in a fresh namespace, from the repository root. A block whose first line
-  is ``# doc: slow (why)`` runs only with the slow tests (``make test-slow``); one whose first line is
-  ``# doc: not executed (why)`` is skipped with that reason (visible in the test report). Any other
-  ``# doc:`` first line is an error.
-- The README's config-group table lists exactly the groups (directories holding yaml files) and
-  options (yaml files) under conf/; its layout table names only paths and modules that exist.
+- Every ```python block of README.md, CHANGELOG.md, docs/*.md, experiments/README.md and
+  analysis/README.md is executed as written, each in a fresh namespace, from the repository root.
+  A block whose first line is ``# doc: slow (why)`` runs only with the slow tests (``make test-slow``);
+  one whose first line is ``# doc: not executed (why)`` is skipped with that reason (visible in the
+  test report). Any other ``# doc:`` first line is an error.
+- The config-group table of docs/configuration.md lists exactly the groups (directories holding yaml
+  files) and options (yaml files) under conf/; the repository layout table of docs/INTERFACES.md names
+  only paths and modules that exist, and every top-level directory.
+- The README stays a front door (at most 150 lines, the two commands first, a link to every docs page)
+  and no docs page grows past 300 lines (docs/results.md is generated and exempt).
 - Paths written in the docs exist (or are git-ignored outputs), ``make`` targets exist, in-page and
-  cross-page anchors resolve, and every "docs/method.md §N" cited anywhere names a real section.
+  cross-page anchors resolve, and every "docs/method.md §N" (or docs/permutation.md, docs/evaluation.md)
+  cited anywhere names a real section.
 """
 
 from __future__ import annotations
@@ -20,8 +24,14 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "experiments/README.md"]
-DOCS.append(ROOT / "analysis/README.md")
+DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS += [ROOT / "experiments/README.md", ROOT / "analysis/README.md"]
+#: where the tested tables live
+CONFIGURATION = "docs/configuration.md"
+INTERFACES = "docs/INTERFACES.md"
+README_MAX_LINES = 150
+DOC_PAGE_MAX_LINES = 300
+GENERATED_PAGES = {"docs/results.md"}  # written by `python -m analysis headline`, not by hand
 MARKER = re.compile(r"# doc: (slow|not executed) \((.+)\)\s*$")
 
 
@@ -57,7 +67,7 @@ def _param(doc: str, line: int, code: str):
 
 def test_the_docs_have_python_blocks():
     docs = {doc for doc, _, _ in BLOCKS}
-    assert {"README.md", "docs/method.md", "docs/INTERFACES.md"} <= docs
+    assert {"docs/getting-started.md", "docs/method.md", "docs/INTERFACES.md"} <= docs
     not_executed = [f"{doc}:{line}" for doc, line, code in BLOCKS if code.startswith("# doc: not executed")]
     assert len(not_executed) <= 2, f"opt-outs are for blocks that cannot run here, sparingly: {not_executed}"
 
@@ -69,10 +79,39 @@ def test_python_block_runs(doc, line, code, monkeypatch):
     exec(compile("\n" * (line - 1) + code, str(ROOT / doc), "exec"), {"__name__": "__main__"})
 
 
-# ------------------------------------------------------------------------------------- README tables
-def _table_after(heading: str) -> list[list[str]]:
-    """The cells of the first markdown table after ``heading`` in README.md (header row dropped)."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+# --------------------------------------------------------------------------------- README and pages
+def _lines(rel: str) -> int:
+    """Line count as ``wc -l`` gives it."""
+    return (ROOT / rel).read_text(encoding="utf-8").count("\n")
+
+
+def test_readme_is_a_front_door():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert _lines("README.md") <= README_MAX_LINES, (
+        f"README.md has {_lines('README.md')} lines (at most {README_MAX_LINES}): move the detail to a docs/ page"
+    )
+    first = re.search(r"^```[^\n]*\n(.*?)^```", readme, re.S | re.M)
+    assert first and [ln.split()[:2] for ln in first.group(1).splitlines()] == [["make", "run"], ["make", "test"]], (
+        "the README's first code block must be the two commands, make run then make test"
+    )
+    pages = {_rel(p) for p in (ROOT / "docs").glob("*.md")} | GENERATED_PAGES
+    linked = {str(Path(t.partition("#")[0])) for t in re.findall(r"\]\(([^)\s]+)\)", readme)}
+    assert pages <= linked, f"README.md does not link {sorted(pages - linked)}"
+
+
+def test_doc_pages_stay_short():
+    long = {
+        rel: n
+        for rel in (_rel(p) for p in sorted((ROOT / "docs").glob("*.md")))
+        if rel not in GENERATED_PAGES and (n := _lines(rel)) > DOC_PAGE_MAX_LINES
+    }
+    assert not long, f"docs pages over {DOC_PAGE_MAX_LINES} lines (split them): {long}"
+
+
+def _table_after(doc: str, heading: str) -> list[list[str]]:
+    """The cells of the first markdown table after ``heading`` in ``doc`` (header row dropped)."""
+    lines = (ROOT / doc).read_text(encoding="utf-8").splitlines()
+    assert heading in lines, f"{doc} has no heading {heading!r}"
     start = lines.index(heading)
     rows, seen = [], False
     for ln in lines[start + 1 :]:
@@ -83,7 +122,7 @@ def _table_after(heading: str) -> list[list[str]]:
                 rows.append(cells)
         elif seen or ln.startswith("#"):
             break
-    assert rows, f"no table after {heading!r}"
+    assert rows, f"{doc}: no table after {heading!r}"
     return rows[1:]
 
 
@@ -101,14 +140,14 @@ def test_config_group_table_equals_conf():
         if any(d.glob("*.yaml"))
     }
     table = {}
-    for group, options, *_ in _table_after("### Config groups (`conf/`)"):
+    for group, options, *_ in _table_after(CONFIGURATION, "## Config groups (`conf/`)"):
         (name,) = _ticks(group)
         assert name not in table, f"group {name!r} has two rows"
         table[name] = set(_ticks(options))
-    assert sorted(table) == sorted(expected), "README config-group table: groups differ from conf/"
+    assert sorted(table) == sorted(expected), f"{CONFIGURATION} config-group table: groups differ from conf/"
     for name, opts in expected.items():
         assert table[name] == opts, (
-            f"README config-group table, {name}: missing {sorted(opts - table[name])}, "
+            f"{CONFIGURATION} config-group table, {name}: missing {sorted(opts - table[name])}, "
             f"not in conf/{name}: {sorted(table[name] - opts)}"
         )
 
@@ -126,12 +165,12 @@ def _is_path(token: str) -> bool:
 
 
 def test_layout_table_names_only_what_exists():
-    rows = _table_after("### Layout")
+    rows = _table_after(INTERFACES, "### Repository")
     for paths, what in rows:
         named = _ticks(paths)
         assert named, f"layout row without a path: {paths!r}"
         for p in named:
-            assert (ROOT / p).exists() or _ignored(p), f"README layout names {p!r}, which does not exist"
+            assert (ROOT / p).exists() or _ignored(p), f"{INTERFACES} layout names {p!r}, which does not exist"
         if len(named) != 1 or not named[0].endswith("/"):
             continue
         base = ROOT / named[0]
@@ -144,7 +183,8 @@ def test_layout_table_names_only_what_exists():
             # relative to the row's directory (a module: `stats` is esparse/stats.py) or to the root
             candidates = [base / token, base / f"{token}.py", ROOT / token]
             assert any(c.exists() for c in candidates) or _ignored(named[0] + token), (
-                f"README layout row {named[0]} names {token!r}: no {named[0]}{token}, {named[0]}{token}.py or {token}"
+                f"{INTERFACES} layout row {named[0]} names {token!r}: "
+                f"no {named[0]}{token}, {named[0]}{token}.py or {token}"
             )
 
 
@@ -156,8 +196,8 @@ def test_layout_table_covers_every_top_level_directory():
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout")
     top = {f.split("/")[0] + "/" for f in tracked if "/" in f}
-    named = {t.split("/")[0] + "/" for paths, _ in _table_after("### Layout") for t in _ticks(paths)}
-    assert top <= named, f"README layout table misses {sorted(top - named)}"
+    named = {t.split("/")[0] + "/" for paths, _ in _table_after(INTERFACES, "### Repository") for t in _ticks(paths)}
+    assert top <= named, f"{INTERFACES} layout table misses {sorted(top - named)}"
 
 
 # -------------------------------------------------------------------------- paths, targets, anchors
@@ -237,17 +277,21 @@ def _tree_texts():
 
 
 def test_method_citations_name_real_sections():
-    method = (ROOT / "docs/method.md").read_text(encoding="utf-8")
-    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", method, re.M))
+    """The method is numbered across three pages (method.md holds a pointer where a section moved)."""
+    heading = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", re.M)
+    sections = {
+        page: set(heading.findall((ROOT / f"docs/{page}.md").read_text(encoding="utf-8")))
+        for page in ("method", "permutation", "evaluation")
+    }
     interfaces = (ROOT / "docs/INTERFACES.md").read_text(encoding="utf-8")
     brief = "DESIGN" + ".md"  # the original brief is not part of the repository: nothing may cite it
     bad = []
     for rel, text in _tree_texts():
         if brief in text:
             bad.append(f"{rel} cites {brief}")
-        for sec in re.findall(r"docs/method\.md`?,? §(\d+(?:\.\d+)?)", text):
-            if sec not in sections:
-                bad.append(f"{rel} cites docs/method.md §{sec}")
+        for page, sec in re.findall(r"docs/(method|permutation|evaluation)\.md`?,? §(\d+(?:\.\d+)?)", text):
+            if sec not in sections[page]:
+                bad.append(f"{rel} cites docs/{page}.md §{sec}")
         for name in re.findall(r'docs/INTERFACES\.md`?, "([^"]+)"', text):
             if not re.search(rf"^#+ {re.escape(name)}$", interfaces, re.M):
                 bad.append(f'{rel} cites docs/INTERFACES.md "{name}"')

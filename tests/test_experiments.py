@@ -35,7 +35,7 @@ EXPECTED_JOBS = {
     "ria_t11_local": 4, "ria_t11_paper": 4,
 }  # fmt: skip
 DISTINCT_RUNS = {**EXPECTED_JOBS, "ria_t6_local": 7, "ria_t6_paper": 7}
-#: the README's measured sweeps (not one paper table each): arms/metrics x shuffles x patterns x 3 seeds
+#: the results page's measured sweeps (not one paper table each): arms/metrics x shuffles x patterns x 3 seeds
 SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 4 * 2 * 3}
 
 # cells of the preset's table that its local records fill (the local model's lines), hand-counted

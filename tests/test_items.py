@@ -67,7 +67,7 @@ def test_the_headline_pairs_whole_set_zero_shot_records_by_item(tmp_path):
     _zs(tmp_path, "m", "magnitude", "1" * 50 + "0" * 50, docs="other items")  # never paired
     text = headline.build(tmp_path)
     # RIA right alone on 12 items, Wanda on 2: 2 x P(X <= 2 | 14, 1/2) = 2 x (1 + 14 + 91) / 16384 = 0.013
-    want = "- separable: acc: RIA (a = 0.5), 2:4 > Wanda, 2:4 (McNemar p=0.013, Holm p=0.013; 12 vs 2 of 100"
+    want = "- survives Holm: acc: RIA (a = 0.5), 2:4 > Wanda, 2:4 (McNemar p=0.013, Holm p=0.013; 12 vs 2 of 100"
     assert want in text
-    assert "Paired by item, PIQA acc (McNemar's exact test, α = 0.05 per comparison, 1 comparisons" in text
+    assert "Paired by item, PIQA acc (McNemar's exact test, 1 comparisons; Holm p: adjusted over the 1" in text
     assert "magnitude, 2:4 vs" not in text and "vs magnitude" not in text

@@ -1,5 +1,6 @@
-"""The README's measured section is what the committed records give, number for number, and its
-claims follow the paired test: a README number without a record behind it fails here."""
+"""The results page (docs/results.md) and the README's summary are what the committed records give,
+number for number, and their claims follow the paired test: a number without a record behind it
+fails here."""
 
 from __future__ import annotations
 
@@ -22,25 +23,56 @@ def reference_only(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_readme_block_is_generated_from_the_committed_records(reference_only):
-    text = (ROOT / "README.md").read_text()
-    block = text.split(headline.BEGIN, 1)[1].split(headline.END, 1)[0].strip()
+def _block(path: Path, begin: str, end: str) -> tuple[str, str]:
+    text = path.read_text()
+    block, after = text.split(begin, 1)[1].split(end, 1)
+    return block.strip(), after
+
+
+def test_the_results_page_is_generated_from_the_committed_records(reference_only):
+    block, _ = _block(ROOT / headline.PAGE, headline.BEGIN, headline.END)
     assert block == headline.build(reference_only), (
-        "README's measured section differs from the records: run `python -m analysis headline --readme README.md`"
+        "docs/results.md differs from the records: run `python -m analysis headline`"
     )
 
 
-def test_the_prose_under_the_block_quotes_only_p_values_the_block_gives():
+def test_the_readme_summary_is_generated_from_the_committed_records(reference_only):
+    block, _ = _block(ROOT / headline.README, headline.SUMMARY_BEGIN, headline.SUMMARY_END)
+    assert block == headline.summary(reference_only), (
+        "README's summary differs from the records: run `python -m analysis headline`"
+    )
+    assert "Survives Holm in every model" in block
+
+
+def test_the_reading_quotes_only_p_values_the_page_gives():
     """The hand-written reading of the tables goes stale when records change: every ``p = x`` and
     ``Holm p = x`` it quotes must be a value the generated block prints."""
-    text = (ROOT / "README.md").read_text()
-    block, after = text.split(headline.BEGIN, 1)[1].split(headline.END, 1)
-    reading = " ".join(after.split("\n## ", 1)[0].split())  # one line: a quote may wrap anywhere
+    block, after = _block(ROOT / headline.PAGE, headline.BEGIN, headline.END)
+    reading = " ".join(after.split())  # one line: a quote may wrap anywhere
     quoted = re.findall(r"(Holm )?p = (\d\.\d+)", reading)
     assert quoted, "no p-value quoted under the block: the check would assert nothing"
     for holm, value in quoted:
         pattern = rf"Holm p={re.escape(value)}\b" if holm else rf"(?<!Holm )p={re.escape(value)}\b"
-        assert re.search(pattern, block), f"README prose quotes {holm}p = {value}; the block prints no such value"
+        assert re.search(pattern, block), f"docs/results.md quotes {holm}p = {value}; the block prints no such value"
+
+
+def test_a_list_separates_what_survives_holm_from_what_holds_per_comparison_only(tmp_path):
+    """Three seeds each: a large gap survives Holm, a small consistent one holds per comparison only
+    when the family is large enough, and noise is not separable."""
+    for seed, (w, r, e) in enumerate([(100.0, 110.0, 150.0), (101.0, 112.0, 160.0), (102.0, 111.5, 155.0)]):
+        _rec(tmp_path, f"w{seed}", "wanda", seed, w)
+        _rec(tmp_path, f"r{seed}", "ria", seed, r)
+        _rec(tmp_path, f"e{seed}", "esparse", seed, e)
+    text = headline.build(tmp_path)
+    assert "- survives Holm: " in text
+    for line in text.splitlines():
+        if line.startswith("- survives Holm: 2:4"):
+            holm = float(re.search(r"Holm p=([\d.e-]+)", line).group(1))
+            assert holm < 0.05, line
+        if line.startswith("- per comparison only"):
+            holm = float(re.search(r"Holm p=([\d.e-]+)", line).group(1))
+            p = float(re.search(r"\(p=([\d.e-]+)", line).group(1))
+            assert p < 0.05 <= holm, line
 
 
 def _rec(
@@ -70,7 +102,7 @@ def test_cells_claims_and_spreads_by_hand(tmp_path):
     assert "| RIA (a = 0.5) | 170.0 ± 1.0 (3) | not run |" in text
     # Wanda - RIA = 10, 19, 1: mean 10, sd 9, t = 10 / (9 / sqrt 3) = 1.92, two-sided p(2 df) = 0.19
     assert "2:4: RIA (a = 0.5) vs Wanda: not separable (p=0.19, n=3)" in text
-    assert "separable: none" in text
+    assert "- survives Holm: none" in text
     # seed range (171 - 169) / 170 = 1.2 %; tie range (174 - 168.3) / mean(170, 174, 168.3) = 3.3 %
     assert "| RIA (a = 0.5) | 170.0 ± 1.0 (3) | 170.0 | 174.0 | 168.3 | 1.2% | 3.3% |" in text
 
@@ -88,11 +120,13 @@ def test_each_permutation_is_compared_with_none_paired_by_seed_and_holm_adjusted
             _rec(tmp_path, f"{shuffle}{s}", "wanda", s, ppl[s], shuffle=shuffle)
     text = headline.build(tmp_path)
     # Holm over 3: 0.00037 x 3 = 0.0011; 0.044 x 2 = 0.088 (no longer below 0.05); 0.77 x 1 = 0.77
-    assert "- separable: Wanda: `esparse` < `none` (p=0.00037, n=3, Holm p=0.0011)" in text
-    assert "- separable: Wanda: `ria_cp_lsa` < `none` (p=0.044, n=3, Holm p=0.088)" in text
-    assert "- after Holm's adjustment (family-wise α = 0.05): 1 of 2 separations hold" in text
+    assert "- survives Holm: Wanda: `esparse` < `none` (p=0.00037, n=3, Holm p=0.0011)" in text
+    only = "- per comparison only (p < 0.05, not after Holm): Wanda: `ria_cp_lsa` < `none` (p=0.044, n=3, Holm p=0.088)"
+    assert only in text
     assert "- Wanda: `ria_cp` vs `none`: not separable (p=0.77, n=3)" in text
-    assert "each permutation against `none` (two-sided paired t-test, α = 0.05 per comparison, 3 comparisons" in text
+    assert "each permutation against `none` (two-sided paired t-test, 3 comparisons; Holm p: adjusted over the 3" in (
+        text
+    )
 
 
 def test_the_families_table_says_whether_an_ordering_holds_in_every_model(tmp_path):
@@ -105,13 +139,13 @@ def test_the_families_table_says_whether_an_ordering_holds_in_every_model(tmp_pa
             _rec(tmp_path, f"{model}w{s}", "wanda", s, wanda[s], model=model)
             _rec(tmp_path, f"{model}r{s}", "ria", s, ria[s], model=model)
     text = headline.build(tmp_path)
-    assert "### Across families" in text
+    assert "## Across families" in text
     assert "| score | smollm2_135m 2:4 | smollm2_135m 4:8 | gemma3_270m 2:4 | gemma3_270m 4:8 |" in text
     # RIA is the lower in both (sum of Wanda - RIA means > 0), so it is named first
     row = "| RIA (a = 0.5) vs Wanda | < (p=0.0033, n=3) | ≈ (p=0.64, n=3) | no: separable in smollm2_135m only |"
     assert row in text
     for model in ("smollm2_135m", "gemma3_270m"):  # both models also get their own section
-        assert f"### {model}" in text
+        assert f"## {model}" in text
 
 
 def test_a_permutation_gain_holds_across_families_only_where_every_model_separates_it(tmp_path):
