@@ -72,3 +72,54 @@ def test_a_point_claimed_by_a_live_process_is_skipped(cfg):
     claims.lock_path(path).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     assert run(cfg) is None
     assert not path.exists()  # nothing computed, nothing written
+
+
+def _fake_done(cfg, **fields) -> dict:
+    """A done record of ``cfg`` as the pipeline writes it, without computing anything."""
+    c = normalize(cfg)
+    rec = {"config": c, "config_hash": hashing.config_hash(c), "status": "done", "metrics": {"ppl/wikitext2": 1.0}}
+    return {**rec, "timings": {}, "env": {}, "details": {}, "stages_done": ["prune", "eval"], **fields}
+
+
+def test_another_configs_record_under_this_hash_is_moved_aside_and_recomputed(cfg, caplog):
+    path = _path(cfg)
+    other = _fake_done({**cfg, "metric": {"name": "magnitude", "reconstruct": False}})
+    assert other["config_hash"] != path.stem
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(other))
+    rec = run(cfg)
+    assert rec["config_hash"] == path.stem and rec["config"]["metric"]["name"] == cfg["metric"]["name"]
+    assert json.loads(path.read_text())["config_hash"] == path.stem and rec["metrics"]["ppl/wikitext2"] != 1.0
+    (aside,) = path.parent.glob(f"{path.name}.corrupt-*")
+    assert json.loads(aside.read_text()) == other
+    assert f"config_hash '{other['config_hash']}' is not its file name's '{path.stem}'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "fields, why",
+    [
+        ({"metrics": [1.0]}, "whose 'metrics' is a list, not an object"),
+        ({"status": "finished"}, "with status 'finished', not one of"),
+        ({"stages_done": "prune"}, "whose 'stages_done' is 'prune'"),
+    ],
+    ids=["metrics-list", "unknown-status", "stages-not-a-list"],
+)
+def test_a_malformed_done_record_is_moved_aside_not_trusted(cfg, caplog, fields, why):
+    path = _path(cfg)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_fake_done(cfg, **fields)))
+    rec = run(cfg)
+    assert rec["status"] == "done" and isinstance(rec["metrics"], dict) and rec["metrics"]["ppl/wikitext2"] != 1.0
+    assert len(list(path.parent.glob(f"{path.name}.corrupt-*"))) == 1
+    assert why in caplog.text and "moved aside" in caplog.text
+    from esparse.run.record import summary_row
+
+    summary_row(rec)  # what run.py prints at the end: no traceback
+
+
+def test_a_record_whose_config_is_not_its_hash_is_not_one():
+    c = {"model": {"name": "x"}, "metric": {"name": "wanda"}}
+    h = hashing.config_hash(c)
+    assert store.invalid_why({"config": c, "config_hash": h, "status": "done"}, h) is None
+    edited = {"config": {**c, "metric": {"name": "ria"}}, "config_hash": h, "status": "done"}
+    assert "hashes to" in store.invalid_why(edited, h)

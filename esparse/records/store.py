@@ -10,6 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from esparse.records import hashing
+
+#: the states a record can be in: being computed, finished, failed, stopped by a signal or Ctrl-C
+STATUSES = ("running", "done", "failed", "interrupted")
+#: the parts of a record that are JSON objects when present
+OBJECT_KEYS = ("metrics", "timings", "memory", "env", "details")
+
 
 def record_path(results_dir: str | Path, chash: str) -> Path:
     return Path(results_dir) / "runs" / f"{chash}.json"
@@ -48,7 +55,8 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def unreadable_why(path: str | Path) -> str | None:
-    """Why the file at ``path`` is not a record (a phrase), or None if it is one or is absent."""
+    """Why the file at ``path`` is not a record of the config its name is the hash of (a phrase),
+    or None if it is one or is absent."""
     p = Path(path)
     if not p.exists():
         return None
@@ -62,12 +70,44 @@ def unreadable_why(path: str | Path) -> str | None:
         return f"not valid JSON ({e.msg}, line {e.lineno}; truncated?)"
     except OSError as e:
         return f"unreadable ({e.strerror or type(e).__name__})"
-    return None if isinstance(rec, dict) else f"not a JSON object (a {type(rec).__name__})"
+    return invalid_why(rec, p.stem)
+
+
+def invalid_why(rec: Any, chash: str) -> str | None:
+    """Why ``rec`` (parsed JSON) is not the record of config hash ``chash`` (a phrase), or None.
+
+    A record proves itself: a JSON object whose ``config`` hashes to its ``config_hash``, which is
+    its file's name, in a known ``status``, its parts of the expected types; anything else (another
+    config's record copied under this name, a hand edit, a half-migrated file) is not trusted."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object (a {type(rec).__name__})"
+    cfg = rec.get("config")
+    if not isinstance(cfg, dict):
+        return "a JSON object without a 'config' object"
+    stated = rec.get("config_hash")
+    if stated != chash:
+        return f"a record whose config_hash {stated!r} is not its file name's {chash!r}"
+    try:
+        actual = hashing.config_hash(cfg)
+    except Exception as e:  # a config that cannot be hashed is no config of ours
+        return f"a record whose config cannot be hashed ({type(e).__name__}: {e})"
+    if actual != chash:
+        return f"a record whose config hashes to {actual}, not {chash} (another config's record?)"
+    if rec.get("status") not in STATUSES:
+        return f"a record with status {rec.get('status')!r}, not one of {list(STATUSES)}"
+    for key in OBJECT_KEYS:
+        if key in rec and not isinstance(rec[key], dict):
+            return f"a record whose {key!r} is a {type(rec[key]).__name__}, not an object"
+    done = rec.get("stages_done", [])
+    if not (isinstance(done, list) and all(isinstance(s, str) for s in done)):
+        return f"a record whose 'stages_done' is {done!r}, not a list of stage names"
+    return None
 
 
 def load_record(path: str | Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None if absent. One that is not a record is moved aside to
-    ``<name>.corrupt-<UTC time>`` with a warning (never a crash, never silently overwritten)."""
+    """The record at ``path``, or None if absent. One that is not a record of its name's config
+    (:func:`unreadable_why`) is moved aside to ``<name>.corrupt-<UTC time>`` with a warning naming
+    why (never a crash, never silently overwritten, never trusted)."""
     why = unreadable_why(path)
     if why is None:
         return read_record(path)

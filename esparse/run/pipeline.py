@@ -58,7 +58,7 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
         log.warning("skip: %s is being computed by pid %s on %s", path, who.get("pid"), who.get("host"))
         return None
     with held:
-        previous = store.read_record(path)  # again, now that it is ours: another may just have finished
+        previous = store.load_record(path)  # again, now that it is ours: another may just have finished
         if previous and previous.get("status") == "done" and not cfg.get("force"):
             log.info("skip: %s was finished by another process meanwhile", path)
             return previous
