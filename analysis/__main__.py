@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     from analysis.tables import render
 
     out = Path(args.out) if args.out else Path(args.results) / "tables"
+    if not Path(args.results).is_dir():  # a typo must not write empty tables over real ones
+        print(f"error: --results {args.results}: no such directory (nothing written)", file=sys.stderr)
+        return 2
     try:
         built = render.build_all(args.results, out, names)
     except render.TableBuildError as e:

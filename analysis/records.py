@@ -34,6 +34,8 @@ CONFIG_COLUMNS = (
     "status",
     "config_hash",
 )
+#: a record's states (esparse.records.store.STATUSES; analysis imports no esparse)
+STATUSES = ("running", "done", "failed", "interrupted")
 #: derived or extra fields the matching also needs
 EXTRA_COLUMNS = (
     "pattern_kind",
@@ -115,7 +117,9 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
     """One record -> one flat row: the keyed config fields, ``cfg.*`` for the whole config, and
     every metric under its own key (``ppl/wikitext2``, ``zeroshot/piqa/acc``, ...).
 
-    Raises ValueError naming what is wrong, so the caller can list the file and go on.
+    Raises ValueError naming what is wrong (not an object, no config or model name, metrics not an
+    object, a ``config_hash`` that is not the file's name, an unknown status), so the caller can list
+    the file and go on.
     """
     if not isinstance(rec, Mapping):
         raise ValueError(f"record is a {type(rec).__name__}, expected a JSON object")
@@ -129,6 +133,10 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
     metrics = rec.get("metrics") or {}
     if not isinstance(metrics, Mapping):
         raise ValueError(f"record 'metrics' is a {type(metrics).__name__}, expected an object")
+    if path is not None and rec.get("config_hash") != path.stem:
+        raise ValueError(f"record config_hash {rec.get('config_hash')!r} is not its file name's {path.stem!r}")
+    if rec.get("status") not in STATUSES:
+        raise ValueError(f"record status {rec.get('status')!r} is not one of {list(STATUSES)}")
 
     def sect(name: str) -> Mapping[str, Any]:
         v = cfg.get(name)

@@ -481,3 +481,23 @@ def test_local_sizes_are_the_yaml_defaults():
         "eval_nsamples": ev["ppl"]["nsamples"],
         "eval_seqlen": ev["ppl"]["seqlen"],
     } == matching.LOCAL_SIZES
+
+
+def test_a_record_not_named_by_its_hash_or_of_an_unknown_status_is_reported(tmp_path):
+    copied = make_record("aaaaaaaaaaaa", "llama7b")
+    (tmp_path / "runs").mkdir(parents=True)
+    (tmp_path / "runs" / "bbbbbbbbbbbb.json").write_text(json.dumps(copied))  # another config's record
+    write(tmp_path, make_record("cccccccccccc", "llama7b", status="finished"))
+    df, errors = rec_io.read_records(tmp_path)
+    assert df.empty and len(errors) == 2
+    assert "config_hash 'aaaaaaaaaaaa' is not its file name's 'bbbbbbbbbbbb'" in errors[0]
+    assert "status 'finished' is not one of" in errors[1]
+
+
+def test_tables_of_a_results_dir_that_does_not_exist_fail_and_write_nothing(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    assert main(["tables", "--results", str(tmp_path / "typo"), "--out", str(tmp_path / "out")]) == 2
+    assert f"--results {tmp_path / 'typo'}: no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+

@@ -152,3 +152,21 @@ def test_an_installed_set_that_is_not_the_lock_is_not_held_to_bit_exactness():
     yours = record()
     yours["env"]["lock"] = {**ENV["lock"], "matches_installed": False}
     assert not drift.compare(record(), yours).exact_required
+
+
+def test_files_that_are_not_records_are_named_not_skipped_or_fatal(tmp_path, capsys):
+    ref_dir, runs = tmp_path / "reference" / "runs", tmp_path / "runs"
+    _write(ref_dir, record("aaaaaaaaaaaa", 178.287))
+    _write(runs, record("aaaaaaaaaaaa", 178.287))
+    _write(runs, {**record("bbbbbbbbbbbb"), "metrics": [1.0, 2.0]})  # metrics not an object
+    (runs / "cccccccccccc.json").write_text(json.dumps(record("cccccccccccc"))[:40])  # truncated
+    (runs / "dddddddddddd.json").write_text(json.dumps(record("eeeeeeeeeeee")))  # another config's, copied
+    a = drift.audit(runs, ref_dir)
+    assert [c.config_hash for c in a.comparisons] == ["aaaaaaaaaaaa"] and not a.unmatched
+    assert len(a.unreadable) == 3
+    assert analysis_main(["drift", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Files that are not records (not compared):" in out
+    assert f"- {runs / 'bbbbbbbbbbbb.json'}: its 'metrics' is a list, not an object" in out
+    assert f"- {runs / 'cccccccccccc.json'}: not valid JSON (" in out and "truncated?" in out
+    assert f"- {runs / 'dddddddddddd.json'}: its config_hash 'eeeeeeeeeeee' is not its file name's" in out

@@ -168,23 +168,47 @@ def _label(cfg: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def _done_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """{config hash: record} of the readable ``done`` records in ``folder`` (others are not claims)."""
-    out = {}
+def _why_not_a_record(rec: Any, name: str) -> str | None:
+    """Why a parsed file cannot be compared (a phrase), or None."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object (a {type(rec).__name__})"
+    for key in ("config", "metrics", "env"):
+        if key in rec and not isinstance(rec[key], dict):
+            return f"its {key!r} is a {type(rec[key]).__name__}, not an object"
+    if not isinstance(rec.get("config"), dict):
+        return "it has no 'config' object"
+    if rec.get("config_hash", name) != name:
+        return f"its config_hash {rec.get('config_hash')!r} is not its file name's {name!r}"
+    return None
+
+
+def read_done(folder: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """{config hash: record} of the ``done`` records in ``folder`` (others are not claims), and
+    ``"path: why"`` for each file that is not a record (truncated, not an object, metrics not an
+    object, ...): named, never silently skipped."""
+    out, unreadable = {}, []
     for p in sorted(folder.glob("*.json")):
         try:
-            rec = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            unreadable.append(f"{p}: unreadable ({type(e).__name__}: {e})")
             continue
-        if isinstance(rec, dict) and rec.get("status") == "done":
+        except json.JSONDecodeError as e:
+            unreadable.append(f"{p}: not valid JSON ({e.msg}, line {e.lineno}; truncated?)")
+            continue
+        why = _why_not_a_record(rec, p.stem)
+        if why is not None:
+            unreadable.append(f"{p}: {why}")
+        elif rec.get("status") == "done":
             out[str(rec.get("config_hash") or p.stem)] = rec
-    return out
+    return out, unreadable
 
 
 @dataclass
 class Audit:
     comparisons: list[Comparison]
     unmatched: list[str]  # user records with no reference record of their hash (listed, not drift)
+    unreadable: list[str] = field(default_factory=list)  # "path: why" of files that are not records
 
     @property
     def ok(self) -> bool:
@@ -202,7 +226,7 @@ def audit(
     only: Iterable[str] | None = None,
 ) -> Audit:
     """Compare every done record in ``runs`` with the reference record of the same hash."""
-    ref, yours = _done_records(Path(reference)), _done_records(Path(runs))
+    (ref, bad_ref), (yours, bad_yours) = read_done(Path(reference)), read_done(Path(runs))
     keep = set(only) if only is not None else None
     comps, unmatched = [], []
     for h, rec in sorted(yours.items()):
@@ -212,7 +236,7 @@ def audit(
             comps.append(compare(ref[h], rec, rtol, dense_rtol))
         else:
             unmatched.append(f"{h} ({_label(rec.get('config') or {})})")
-    return Audit(comps, unmatched)
+    return Audit(comps, unmatched, bad_yours + bad_ref)
 
 
 def _fmt(v: float | None) -> str:
@@ -239,4 +263,7 @@ def to_markdown(a: Audit) -> str:
     if a.unmatched:
         lines += ["", "Records of yours with no reference record of the same config:", ""]
         lines += [f"- {u}" for u in a.unmatched]
+    if a.unreadable:
+        lines += ["", "Files that are not records (not compared):", ""]
+        lines += [f"- {u}" for u in a.unreadable]
     return "\n".join(lines) + "\n"
