@@ -168,11 +168,16 @@ def test_each_spec_renders_its_declared_rows_and_columns(name, tmp_path):
     md = render.to_markdown(df)
     assert md.startswith(f"# {spec.title}\n") and f"Not run: {len(df)} of {len(df)} cells." in md
     lines = md.splitlines()
-    header = lines.index(next(line for line in lines if line.startswith("| row ")))
-    assert [h.strip() for h in lines[header].strip("|").split("|")] == matching.OUT_COLUMNS
-    body = lines[header + 2 : header + 2 + len(df)]
-    assert len(body) == len(df) and all(line.startswith("| ") for line in body)
-    for (row, column), line in zip(zip(df["row"], df["column"], strict=True), body, strict=True):
-        assert line.startswith(f"| {row} ") and f"| {column} " in line, (row, column, line)
+    header = next(i for i, line in enumerate(lines) if line.startswith("| ") and "---" in lines[i + 1])
+    # the paper's grid: its rows in its order, its columns in its order, each cell the paper's number
+    assert [h.strip() for h in lines[header].strip("|").split("|")][1:] == list(dict.fromkeys(df["column"]))
+    body = lines[header + 2 : header + 2 + len(paper.rows)]
+    assert [line.split(" | ")[0].removeprefix("| ") for line in body] == list(paper.rows)
+    for c in paper.cells:
+        row = body[paper.rows.index(c.row)]
+        col = list(dict.fromkeys(df["column"])).index(c.column) + 1
+        printed = "—" if c.value is None else f"{c.value:g}"
+        assert row.strip("|").split(" | ")[col].strip() == f"— (paper {printed})", (c.row, c.column, row)
     tex = render.to_latex(df)
-    assert tex.startswith(f"% {spec.title}\n") and tex.count("\\\\") == len(df) + 1  # header + one per cell
+    assert tex.startswith(f"% {spec.title}\n") and "\\toprule" in tex and "\\bottomrule" in tex
+    assert tex.count("\\\\") == len(paper.rows) + 1  # header + one line per paper row

@@ -22,6 +22,12 @@ from analysis.tables.reference import PaperTable, load_reference
 Fill = Callable[[PaperTable, Mapping[str, PaperTable], pd.DataFrame, pd.DataFrame | None], Lines]
 
 
+#: the paper-scale cells of every table: the papers' models (hub) at the papers' protocol (GPU)
+PAPER_SCALE = "paper scale: the papers' models from the hub, on a GPU (`+experiment=<table>_paper`)"
+ZEROSHOT_STOPS = PAPER_SCALE + "; local: only PIQA has offline data (the other tasks read the hub)"
+GPU_STOPS = "a CUDA GPU with 2:4 kernels (cuSPARSELt / CUTLASS); none measured yet"
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """One paper table: its title, how its cells are filled, and (by name) its transcription."""
@@ -31,6 +37,8 @@ class TableSpec:
     fill: Fill
     reads: str  # the record keys (or bench fields) its cells are read from
     bench_notes: bool = False  # also list the bench files that could not be read in its notes
+    #: what keeps the cells this machine cannot fill empty, named in the index
+    stops: str = PAPER_SCALE
 
     def paper(self, ref: Mapping[str, PaperTable] | None = None) -> PaperTable:
         """The transcription: rows, columns, each cell's run configuration and the paper's number."""
@@ -53,7 +61,8 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
               record_cells, "ppl/wikitext2; the E-Sparse rows ran metric=esparse shuffle=esparse"),
     TableSpec("esparse_t2",
               "E-Sparse Table 2 — zero-shot accuracy (%), LLaMA, 2:4",
-              record_cells, "zeroshot/<task>/acc × 100 (or <task>_local) of five tasks; Avg. needs all five"),
+              record_cells, "zeroshot/<task>/acc × 100 (or <task>_local) of five tasks; Avg. needs all five",
+              stops=ZEROSHOT_STOPS),
     TableSpec("esparse_t3",
               "E-Sparse Table 3 — WikiText-2 perplexity, OPT-6.7B / 30B, 2:4 / 4:8",
               record_cells, "ppl/wikitext2"),
@@ -62,7 +71,8 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
               record_cells, "ppl/wikitext2 of wanda → esparse → + shuffle=esparse_global → + shuffle=esparse"),
     TableSpec("esparse_t5",
               "E-Sparse Table 5 — per-layer GEMM latency, dense vs 2:4",
-              gemm_cells, "bench/gemm/<layer>/<stage>/{dense,sparse}_ms: ms and latency reduction", True),
+              gemm_cells, "bench/gemm/<layer>/<stage>/{dense,sparse}_ms: ms and latency reduction", True,
+              stops=GPU_STOPS),
     TableSpec("esparse_t6",
               "E-Sparse Table 6 — memory, dense vs 2:4 compressed",
               memory_cells, "bench/memory/{dense,compressed}_bytes: GB (1e9 bytes) and saving (%)"),
@@ -74,19 +84,23 @@ TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
               record_cells, "ppl/wikitext2 per score; a score not in the registry stays not run"),
     TableSpec("ria_t3",
               "RIA Table 3 — zero-shot accuracy (%), LLaMA2-70B, 50 % unstructured",
-              record_cells, "zeroshot/<task>/acc × 100"),
+              record_cells, "zeroshot/<task>/acc × 100",
+              stops=ZEROSHOT_STOPS),
     TableSpec("ria_t4",
               "RIA Table 4 — WikiText-2 perplexity, unstructured / 2:4 / 4:8 ± channel permutation (± LSA)",
               record_cells, "ppl/wikitext2; CP w/o LSA ran shuffle=ria_cp, CP ran shuffle=ria_cp_lsa"),
     TableSpec("ria_t5",
               "RIA Table 5 — layer speedup over dense, LLaMA2-13B shapes",
-              gemm_cells, "bench rows: Σ dense ms / Σ sparse ms per layer group and backend, context stage", True),
+              gemm_cells, "bench rows: Σ dense ms / Σ sparse ms per layer group and backend, context stage", True,
+              stops=GPU_STOPS),
     TableSpec("ria_t6",
               "RIA Table 6 — zero-shot accuracy (%), LLaMA2-70B, N:M ± CP",
-              record_cells, "zeroshot/<task>/acc × 100"),
+              record_cells, "zeroshot/<task>/acc × 100",
+              stops=ZEROSHOT_STOPS),
     TableSpec("ria_t7",
               "RIA Table 7 — calibration-set sensitivity (LLaMA2-13B, 50 % unstructured)",
-              record_cells, "ppl/<dataset> by calibration.name"),
+              record_cells, "ppl/<dataset> by calibration.name",
+              stops=PAPER_SCALE + "; local: PTB and C4 have no offline copy (`data.<corpus>.path=` reads yours)"),
     TableSpec("ria_t8",
               "RIA Table 8 — + weight reconstruction (LLaMA2-13B, 50 % unstructured)",
               record_cells, "ppl/<dataset> with and without metric.reconstruct"),

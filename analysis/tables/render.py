@@ -1,5 +1,6 @@
-"""The paper tables on disk: ``<name>.md`` (a header that says what ran, then a pipe table),
-``<name>.csv`` and ``<name>.tex``, and an ``index.md`` over them all.
+"""The paper tables on disk: ``<name>.md`` (a header that says what ran, then the paper's grid),
+``<name>.tex`` (the grid as a booktabs tabular), ``<name>.csv`` (one line per cell, every digit),
+and an ``index.md`` over them all that fits one screen.
 
 ``build_all`` is what ``python -m analysis tables`` (``make tables``) runs: it reads the records and
 bench rows once, fills every table of ``analysis.tables.paper_tables`` and writes it. md and tex round
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tabulate import tabulate
 
 from analysis import benches
 from analysis import records as rec_io
-from analysis.tables.matching import NOT_RUN
+from analysis.tables import grid
+from analysis.tables.matching import NOT_RUN, seed_of
 from analysis.tables.paper_tables import TABLES, get
 from analysis.tables.reference import PAPERS, load_reference
 
@@ -69,20 +70,14 @@ def to_markdown(df: pd.DataFrame) -> str:
         "",
     ]
     notes = [f"- {n}" for n in a.get("notes", [])]
-    body = _tabulate(df, "pipe") if len(df) else "(no cells)"
-    return "\n".join(head + (["Notes:", *notes, ""] if notes else []) + [body, ""])
-
-
-def _tabulate(df: pd.DataFrame, fmt: str) -> str:
-    """tabulate directly (what pandas' to_markdown wraps), strings kept as written: a config hash
-    of digits must not become a float, and pandas' Styler-based to_latex is 10x slower."""
-    rows = [[_fmt(v) for v in r] for r in df.itertuples(index=False)]
-    return tabulate(rows, headers=list(df.columns), tablefmt=fmt, disable_numparse=True)
+    body = grid.to_markdown(grid.grid(df)) if len(df) else "(no cells)"
+    where = f"One line per cell, with the record(s) behind it: `{a.get('name', 'table')}.csv`."
+    return "\n".join(head + [body, "", where, ""] + (["Notes:", *notes, ""] if notes else []))
 
 
 def to_latex(df: pd.DataFrame) -> str:
-    """A booktabs tabular with LaTeX specials escaped; the title as a comment line above it."""
-    return f"% {df.attrs.get('title', df.attrs.get('name', ''))}\n" + _tabulate(df, "latex_booktabs") + "\n"
+    """The paper's grid as a booktabs tabular, LaTeX specials escaped; the title as a comment above it."""
+    return grid.to_latex(grid.grid(df), df.attrs.get("title", df.attrs.get("name", "")))
 
 
 def build_all(
@@ -135,6 +130,37 @@ def _drift_marks(results_dir: str | Path) -> dict[str, str]:
     return {h: f"yours ≠ reference: {c.verdict} (python -m analysis drift)" for h, c in report.drifted().items()}
 
 
+def unplaced(records: pd.DataFrame, built: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Every done record no table shows, with why: nothing is dropped without a word. (A seed of a
+    cell counts as placed: the cell names each seed's record.)"""
+    placed = {h for df in built.values() for cell in df["config_hash"].astype(str) for h in cell.split()}
+    done = rec_io.done(records).drop_duplicates("config_hash") if not records.empty else records
+    out = []
+    for rec in done.to_dict("records") if len(done) else []:
+        if str(rec["config_hash"]) in placed:
+            continue
+        out.append(f"- `{rec['config_hash']}` {rec['model']} {rec['metric']} {rec['pattern']} "
+                   f"`{rec['shuffle']}` seed {seed_of(rec)}: {_why_unplaced(rec)}")  # fmt: skip
+    return out
+
+
+def _why_unplaced(rec: Mapping[str, Any]) -> str:
+    from analysis.tables.matching import DEFAULT_TIE_BREAK, PAPER_CALIBRATION, at_local_sizes
+    from analysis.tables.reference import paper_models
+
+    if str(rec.get("tie_break") or DEFAULT_TIE_BREAK) != DEFAULT_TIE_BREAK:
+        return (
+            f"tie rule {rec['tie_break']} (tables read {DEFAULT_TIE_BREAK}; the results page's spread table reads it)"
+        )
+    if rec["model"] in paper_models(load_reference()):
+        if rec.get("calibration") != PAPER_CALIBRATION:
+            return f"other protocol: calibration {rec.get('calibration')} (the paper cells read {PAPER_CALIBRATION})"
+        return "no paper cell has this configuration (or another record of it is newer)"
+    if not at_local_sizes(rec):
+        return "other sizes than the embedded default's 32×512 (a check, not a table cell)"
+    return "no table has a cell of this configuration (e.g. a variant the results page compares)"
+
+
 class TableBuildError(RuntimeError):
     """Some tables failed to build (the others were written); ``failed`` maps name -> error."""
 
@@ -158,19 +184,24 @@ def _index(
         "",
         f"Built from the records in `{Path(results_dir) / 'runs'}` and `{Path(results_dir) / 'reference' / 'runs'}` "
         f"({len(records)} records: {counts}); "
-        "only `done` records count. Regenerate with `python -m analysis tables`.",
+        "only `done` records count. Regenerate with `python -m analysis tables`. Each table: "
+        "`<name>.md` (the paper's grid), `<name>.tex` (booktabs), `<name>.csv` (one line per cell).",
         "",
-        "| table | paper | title | cells | filled | not run | files |",
-        "|---|---|---|---|---|---|---|",
+        "| table | paper | local cells filled | paper-scale cells filled | what stops the rest |",
+        "|---|---|---|---|---|",
     ]
     for name, df in built.items():
-        nr = not_run_count(df)
-        lines.append(
-            f"| [{name}]({name}.md) | {df.attrs.get('paper')} {df.attrs.get('table', '')} "
-            f"| {df.attrs.get('title')} | {len(df)} | {len(df) - nr} | {nr} "
-            f"| [md]({name}.md) [csv]({name}.csv) [tex]({name}.tex) |"
-        )
-    lines += [f"| {name} | | build failed: {err} | | | | |" for name, err in failed.items()]
+        local = df.apply(grid.is_local, axis=1) if len(df) else pd.Series(dtype=bool)
+        filled = df["ours"] != NOT_RUN
+        models = sorted(set(df.loc[local, "ours_model"]))
+        per_model = ", ".join(f"{m} {int((filled & local & (df['ours_model'] == m)).sum())}/"
+                              f"{int((local & (df['ours_model'] == m)).sum())}" for m in models) or "0"  # fmt: skip
+        paper_filled = f"{int((filled & ~local).sum())}/{int((~local).sum())}"
+        lines.append(f"| [{name}]({name}.md) | {df.attrs.get('paper')} {df.attrs.get('table', '')} | {per_model} "
+                     f"| {paper_filled} | {get(name).stops.replace('<table>', name)} |")  # fmt: skip
+    lines += [f"| {name} | | build failed: {err} | | |" for name, err in failed.items()]
+    lines += ["", "## Finished records placed in no table", ""]
+    lines += unplaced(records, built) or ["none"]
     lines += ["", "## Records that could not be read", ""]
     lines += [f"- {e}" for e in errors] or ["none"]
     lines += ["", "## Bench files skipped", ""]
