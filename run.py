@@ -4,14 +4,17 @@ python run.py                                   # embedded default (SmolLM2-135M
 python run.py -m metric=magnitude,wanda,esparse pattern=2:4,4:8
 python run.py +experiment=esparse_t1_local
 
-A user error (config, data, model, hub, Ctrl-C) prints its message and exits 2 (130 for Ctrl-C)
-without a traceback; HYDRA_FULL_ERROR=1 or ESPARSE_DEBUG=1 shows the traceback.
+A user error (config, data, model, hub) prints its message and exits 2 without a traceback; Ctrl-C,
+SIGTERM and SIGHUP end the record ``interrupted``, release the point's claim and exit 130, 143 and
+129 with a one-line hint to re-run the same command; HYDRA_FULL_ERROR=1 or ESPARSE_DEBUG=1 shows the
+traceback.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 
 import hydra
@@ -53,11 +56,18 @@ def main(cfg: DictConfig) -> None:
             raise
         log.error("%s", e)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (esparse.run.record.Interrupted)
         if _debug():
             raise
-        log.error("interrupted: the record says how far it got; the same command resumes")
-        sys.exit(130)
+        by = getattr(e, "signal_name", "Ctrl-C")
+        again = shlex.join([os.path.basename(sys.executable), *sys.argv])
+        log.error(
+            "interrupted by %s: %s says how far it got; re-run the same command to resume: %s",
+            by,
+            _where(resolved),
+            again,
+        )
+        sys.exit(getattr(e, "exit_code", 130))
     except Exception as e:
         if _debug():
             raise

@@ -1,8 +1,9 @@
 """One run: resolved config → validate → load → prune → eval → bench → one record.
 
 The record is written (atomically) when the run starts, after every stage, and at the end, so a
-crash leaves an honest ``status: failed``/``running`` record and every finished number; a
-re-run of a ``done`` config is skipped unless ``force=true``.
+crash leaves an honest ``status: failed``/``running`` record and every finished number (Ctrl-C,
+SIGTERM and SIGHUP: ``interrupted``, with the stage it was in); a re-run of a ``done`` config is
+skipped unless ``force=true``, any other is resumed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from esparse.models import hub
 from esparse.records import claims, hashing, resume, store, wandb_logger
 from esparse.run import calibration, preflight
 from esparse.run.config import normalize, validate
-from esparse.run.record import Added, Run
+from esparse.run.record import Added, Run, stop_signals_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
     if another live process has claimed the point, which it then computes)."""
     cfg = normalize(cfg)
     validate(cfg)
+    with stop_signals_interrupt():  # SIGTERM/SIGHUP end the run as Ctrl-C does: record interrupted, claim released
+        return _run(cfg)
+
+
+def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
     path = store.record_path(cfg["results_dir"], hashing.config_hash(cfg))
     previous = store.load_record(path)  # an unreadable record is moved aside here
     if previous and previous.get("status") == "done" and not cfg.get("force"):
@@ -74,8 +80,14 @@ def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
             with hub.offline(bool(facts.get("hub_unusable"))):
                 _execute(cfg, run_, keep)
             run_.record["status"] = "done"
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (record.Interrupted)
+            run_.record["status"] = "interrupted"
+            by = getattr(e, "signal_name", "SIGINT")
+            run_.record["interrupted"] = {"by": by, "stage": run_.stage_now, "at": store.now_iso()}
+            raise
         except BaseException as e:
             run_.record["status"] = "failed"
+            run_.record["stage"] = run_.stage_now
             run_.record["error"] = f"{type(e).__name__}: {e}"
             run_.record["traceback"] = traceback.format_exc(limit=8)
             raise

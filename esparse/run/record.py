@@ -6,12 +6,17 @@ Every ``save()`` is an atomic rewrite, so a crash leaves an honest record with e
 from __future__ import annotations
 
 import copy
+import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import Any
 
 from esparse.records import hashing, memory, provenance, store
+
+log = logging.getLogger(__name__)
 
 #: what a stage adds to the record: ``{"metrics": {...}, "details": {...}, "done": "<stage>"}``, any part
 Added = dict[str, Any]
@@ -35,6 +40,8 @@ class Run:
             "details": {},
             "stages_done": [],
         }
+        #: the stage being run (left at the stage that raised, so a stopped record can say where)
+        self.stage_now: str | None = None
 
     def carry_over(self, previous: Mapping[str, Any]) -> None:
         """Keep what an earlier, unfinished run of this config finished: its stages and their
@@ -79,12 +86,58 @@ class Run:
         """Time a stage and record its peak host/device memory (``record["memory"][name]``), also
         when it fails."""
         mem, t = memory.PeakMemory(self.cfg.get("device", "cpu")), time.perf_counter()
+        before, self.stage_now = self.stage_now, name
         try:
             with mem:
                 yield
+            self.stage_now = before
         finally:
             self.record["timings"][name] = round(time.perf_counter() - t, 3)
             self.record["memory"][name] = mem.as_dict()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as Ctrl-C's KeyboardInterrupt is, so a run stops the same way: the
+    record ends ``interrupted`` with the stage it was in, the claim is released, the command exits
+    128 + the signal's number (143, 129)."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(self.signum).name
+        super().__init__(self.signal_name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+#: the signals a scheduler, a closed terminal or ``kill`` sends, handled like Ctrl-C
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+
+
+@contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise :class:`Interrupted` (once: a second signal while the
+    first is being handled is logged and ignored, so the record and the claim are still put in
+    order). The previous handlers come back on exit. Only in the main thread (Python's rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:
+            log.warning("%s again: still writing the record and releasing the claim", signal.Signals(signum).name)
+            return
+        fired.append(signum)
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def pattern_label(pattern: Mapping[str, Any]) -> str:
