@@ -23,22 +23,24 @@ def save_pruned(
     config_hash: str,
     permutations: Mapping[str, list[int]] | None = None,
 ) -> Path:
-    """Write the pruned model (dense tensors with exact zeros) and its sidecar."""
+    """Write the pruned model (dense tensors with exact zeros) and its sidecar, whole or not at all:
+    into a temporary sibling renamed to ``save_dir`` when complete. An existing ``save_dir`` is
+    replaced only if empty or an earlier esparse checkpoint (FileExistsError otherwise)."""
     save_dir = Path(save_dir).expanduser()
-    save_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(save_dir)
-    tokenizer.save_pretrained(save_dir)
-    store.write_json_atomic(
-        save_dir / SIDECAR,
-        {
-            "config_hash": config_hash,
-            "pattern": dict(cfg["pattern"]),
-            "metric": dict(cfg["metric"]),
-            "shuffle": dict(cfg["shuffle"]),
-            "model": cfg["model"]["name"],
-            "permutations": dict(permutations or {}),
-        },
-    )
+    with store.staged_dir(save_dir, SIDECAR) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        store.write_json_atomic(
+            tmp / SIDECAR,
+            {
+                "config_hash": config_hash,
+                "pattern": dict(cfg["pattern"]),
+                "metric": dict(cfg["metric"]),
+                "shuffle": dict(cfg["shuffle"]),
+                "model": cfg["model"]["name"],
+                "permutations": dict(permutations or {}),
+            },
+        )
     return save_dir
 
 

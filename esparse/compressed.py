@@ -79,7 +79,9 @@ def save_compressed(
 ) -> dict[str, int]:
     """Write ``model`` with every prunable linear N:M-compressed; returns the bytes written.
 
-    Raises ValueError (naming the layer) before writing anything if a linear is not N:M.
+    Raises ValueError (naming the layer) before writing anything if a linear is not N:M. The
+    directory is written whole or not at all (a temporary sibling renamed when complete); an
+    existing ``save_dir`` is replaced only if empty or an earlier esparse checkpoint.
     """
     from safetensors.torch import save_file
 
@@ -104,16 +106,14 @@ def save_compressed(
         seen.add(t.data_ptr())
         tensors[key] = t.detach().cpu().contiguous()
     save_dir = Path(save_dir).expanduser()
-    save_dir.mkdir(parents=True, exist_ok=True)
-    tmp = save_dir / (WEIGHTS + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "esparse-nm", "n": str(p.n), "m": str(p.m)})
-    tmp.replace(save_dir / WEIGHTS)
-    model.config.save_pretrained(save_dir)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(save_dir)
-    sidecar = {"format": "esparse-nm", "pattern": {"name": p.name, "kind": "nm", "n": p.n, "m": p.m}}
-    sidecar.update({"permutations": perms, "compressed_layers": sorted(linears), **dict(extra or {})})
-    store.write_json_atomic(save_dir / SIDECAR, sidecar)
+    with store.staged_dir(save_dir, SIDECAR) as tmp:  # whole or not at all: a sibling renamed when complete
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "esparse-nm", "n": str(p.n), "m": str(p.m)})
+        model.config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        sidecar = {"format": "esparse-nm", "pattern": {"name": p.name, "kind": "nm", "n": p.n, "m": p.m}}
+        sidecar.update({"permutations": perms, "compressed_layers": sorted(linears), **dict(extra or {})})
+        store.write_json_atomic(tmp / SIDECAR, sidecar)
     linear_dense = sum(lin.weight.numel() * lin.weight.element_size() for lin in linears.values())
     linear_stored = sum(tensors[f"{k}.nm_values"].nbytes + tensors[f"{k}.nm_index"].nbytes for k in linears)
     return {

@@ -29,11 +29,15 @@ def save(d: Path, model, config_hash: str, permutations: dict[str, list[int]]) -
 
     tmp = d.with_name(f".{d.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / WEIGHTS))
-    (tmp / META).write_text(json.dumps({"config_hash": config_hash, "permutations": permutations}))
-    shutil.rmtree(d, ignore_errors=True)
-    os.replace(tmp, d)
+    try:
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / WEIGHTS))
+        (tmp / META).write_text(json.dumps({"config_hash": config_hash, "permutations": permutations}))
+        shutil.rmtree(d, ignore_errors=True)
+        os.replace(tmp, d)
+    except BaseException:  # a full disk leaves no half copy behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return sum(f.stat().st_size for f in d.iterdir())
 
 

@@ -6,7 +6,10 @@ import datetime as _dt
 import json
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,38 @@ def write_json_atomic(path: str | Path, data: Any, compact: bool = False) -> Pat
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def staging_dir(final: str | Path) -> Path:
+    """The temporary sibling :func:`staged_dir` writes ``final`` in (same filesystem: a rename)."""
+    final = Path(final).expanduser()
+    return final.with_name(f".{final.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def staged_dir(final: str | Path, marker: str) -> Iterator[Path]:
+    """Write a directory whole or not at all: the block writes into a temporary sibling, which is
+    renamed to ``final`` when the block completes and removed if it fails (no half directory is ever
+    at ``final``). An existing ``final`` is replaced only if it is empty or holds ``marker`` (an
+    earlier one of ours); any other directory raises FileExistsError before anything is written."""
+    final = Path(final).expanduser()
+    if final.exists() and not (final.is_dir() and (not any(final.iterdir()) or (final / marker).is_file())):
+        raise FileExistsError(f"{final} exists and is not an empty directory or one holding {marker}; not replaced")
+    tmp = staging_dir(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = final.with_name(f".{final.name}.old-{os.getpid()}") if final.exists() else None
+        if old is not None:
+            os.replace(final, old)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def read_record(path: str | Path) -> dict[str, Any] | None:

@@ -102,10 +102,7 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _cache_root(cfg: Mapping[str, Any]) -> Path:
-    from esparse.models.loading import default_cache_dir
-
-    root = (cfg.get("paths") or {}).get("cache_dir")
-    return Path(root).expanduser() if root else default_cache_dir()
+    return preflight.cache_root(cfg)
 
 
 def _make_logger(cfg: Mapping[str, Any], run_: Run):
@@ -201,9 +198,14 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
         yield _prune_fields(cfg, m, report)
         later = bool(cfg.get("save_dir")) or "eval" in cfg["stages"] or "bench" in cfg["stages"]
         if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
-            with run_.stage("keep"):
-                kept_bytes = resume.save(keep, m.model, run_.hash, permutations)
-            yield {"details": {"resume_cache_bytes": kept_bytes}}
+            try:  # best effort: a full or unwritable cache costs the resume, never the run
+                with run_.stage("keep"):
+                    kept_bytes = resume.save(keep, m.model, run_.hash, permutations)
+            except OSError as e:
+                log.warning("resume copy not written to %s (%s); the run goes on without it", keep, e)
+                yield {"details": {"resume_cache_error": f"{type(e).__name__}: {e}"}}
+            else:
+                yield {"details": {"resume_cache_bytes": kept_bytes}}
         if "prune" not in done:
             yield {"done": "prune"}
     if cfg.get("save_dir") and "save" not in done:

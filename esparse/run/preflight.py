@@ -30,7 +30,9 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
     problems = device(cfg.get("device"))
     problems += writable("results_dir", cfg.get("results_dir"))
     if cfg.get("save_dir") and "prune" in stages:
-        problems += writable("save_dir", cfg["save_dir"])
+        safe = save_dir_safe(cfg)
+        problems += safe or writable("save_dir", cfg["save_dir"]) or staging_writable(cfg["save_dir"])
+    problems += writable("paths.cache_dir", cache_root(cfg))
     problems += local_corpora(cfg)
     problems += model_source(cfg.get("model") or {}, hub_status)
     zs = (cfg.get("eval") or {}).get("zeroshot") or {}
@@ -93,6 +95,63 @@ def writable(key: str, value: Any) -> list[str]:
     except OSError as e:
         return [
             f"{key}: {str(value)!r} cannot be written ({e.strerror or type(e).__name__}); give a writable directory"
+        ]
+    return []
+
+
+def cache_root(cfg: Mapping[str, Any]) -> Path:
+    """Where a run caches (converted bundled models, hub downloads, the resume copy)."""
+    from esparse.models.loading import default_cache_dir
+
+    root = (cfg.get("paths") or {}).get("cache_dir")
+    return Path(str(root)).expanduser() if root else default_cache_dir()
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def save_dir_safe(cfg: Mapping[str, Any]) -> list[str]:
+    """``save_dir`` must not overwrite what a run reads or keeps: not ``model.path`` or inside it,
+    not ``<results_dir>/runs`` or inside it, and not a non-empty directory that is not an earlier
+    esparse checkpoint (one with an ``esparse.json`` sidecar is replaced, nothing else is)."""
+    from esparse.checkpoint import SIDECAR
+
+    raw = str(cfg["save_dir"])
+    save = Path(raw).expanduser().resolve()
+    problems = []
+    model_path = (cfg.get("model") or {}).get("path")
+    if model_path and _within(save, Path(str(model_path)).expanduser().resolve()):
+        problems.append(
+            f"save_dir: {raw!r} is model.path {str(model_path)!r} or inside it: the checkpoint would overwrite "
+            "the model it is pruned from; give another directory"
+        )
+    runs = (Path(str(cfg.get("results_dir") or ".")).expanduser() / "runs").resolve()
+    if _within(save, runs):
+        problems.append(
+            f"save_dir: {raw!r} is {str(runs)!r} (results_dir/runs, the run records) or inside it; "
+            "give a directory outside the records"
+        )
+    if save.is_dir() and any(save.iterdir()) and not (save / SIDECAR).is_file():
+        problems.append(
+            f"save_dir: {raw!r} is a non-empty directory that is not an esparse checkpoint (no {SIDECAR}); "
+            "it would be overwritten: give a new or empty directory, or an earlier checkpoint's to replace it"
+        )
+    return problems
+
+
+def staging_writable(save_dir: Any) -> list[str]:
+    """The checkpoint is written into a temporary sibling of ``save_dir`` and renamed into place."""
+    from esparse.records.store import staging_dir
+
+    tmp = staging_dir(str(save_dir))
+    try:
+        tmp.mkdir()
+        tmp.rmdir()
+    except OSError as e:
+        return [
+            f"save_dir: {str(save_dir)!r}: its parent {str(tmp.parent)!r} cannot be written "
+            f"({e.strerror or type(e).__name__}); the checkpoint is written beside it, then renamed into place"
         ]
     return []
 
