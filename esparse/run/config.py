@@ -6,6 +6,7 @@ a sweep's typo costs seconds, not the minutes of loading a model.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -85,6 +86,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
         TieBreak.from_cfg(pat_cfg)
     except (ValueError, TypeError) as e:
         problems.append(f"pattern.tie_break/tie_seed ({pat_cfg.get('tie_break')!r}, {pat_cfg.get('tie_seed')!r}): {e}")
+    else:
+        if _is_int(pat_cfg.get("tie_seed")) and pat_cfg["tie_seed"] < 0:
+            problems.append(f"pattern.tie_seed: {pat_cfg['tie_seed']} must be an integer >= 0")
     dense = pattern is not None and pattern.kind == "dense"
 
     if not dense:
@@ -105,11 +109,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
             problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
         problems += _metric_types(cfg.get("metric") or {})
-        problems += _positive(
-            cfg.get("shuffle") or {},
-            "shuffle",
-            tuple(k for k in ("block", "max_iters") if k in (cfg.get("shuffle") or {})),
-        )
+        problems += _shuffle_sizes(cfg.get("shuffle") or {}, pattern)
         if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
             problems.append(
                 f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
@@ -126,6 +126,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
             if ds not in CORPORA:
                 problems.append(f"eval.ppl.datasets: {ds!r} is not one of {sorted(CORPORA)}")
         problems += _positive(ev, "eval.ppl", ("seqlen", "batch_size"))
+        if _is_int(ev.get("seqlen")) and ev["seqlen"] == 1:
+            problems.append("eval.ppl.seqlen: 1 must be >= 2 (a window of one token predicts nothing)")
         if ev.get("nsamples") is not None:
             problems += _positive(ev, "eval.ppl", ("nsamples",))
         if ctx and isinstance(ev.get("seqlen"), int) and ev["seqlen"] > ctx:
@@ -168,8 +170,37 @@ def validate(cfg: Mapping[str, Any]) -> None:
         problems.append(f"model.path: {model['path']!r} has no config.json")
     if model.get("source") not in ("bundled_gguf", "hub") and not model.get("path"):
         problems.append(f"model.source: {model.get('source')!r} is not one of ['bundled_gguf', 'hub']")
+    named = {p.split(":", 1)[0] for p in problems}
+    problems += [p for p in _non_finite(cfg) if p.split(":", 1)[0] not in named]
     if problems:
         raise ConfigError(problems)
+
+
+def _non_finite(node: Any, prefix: str = "") -> list[str]:
+    """NaN or infinity anywhere in the config: no key takes one (RIA's ``metric.a``, E-Sparse's
+    ``metric.alpha``, ``reconstruction.percdamp``, ...); each is named with its value."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return [f"{prefix}: {node!r} is not a finite number"]
+    if isinstance(node, Mapping):
+        return [p for k, v in node.items() for p in _non_finite(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(node, list | tuple):
+        return [p for i, v in enumerate(node) for p in _non_finite(v, f"{prefix}[{i}]")]
+    return []
+
+
+def _shuffle_sizes(shuffle: Mapping[str, Any], pattern: Any) -> list[str]:
+    """The permutation's sizes: ``block`` at least one group of m channels (E-Sparse's block shuffle;
+    a block that is not a multiple of m is rounded down to one), ``communities`` (null: from
+    ``community_size``), ``sweeps``, ``community_size`` and ``max_iters`` at least 1."""
+    keys = ("block", "max_iters", "sweeps", "community_size")
+    out = _positive(shuffle, "shuffle", tuple(k for k in keys if k in shuffle))
+    if shuffle.get("communities") is not None:
+        out += _positive(shuffle, "shuffle", ("communities",))
+    m = getattr(pattern, "m", None) if getattr(pattern, "kind", None) == "nm" else None
+    block = shuffle.get("block")
+    if m and _is_int(block) and 1 <= block < m:
+        out.append(f"shuffle.block: {block} is smaller than pattern.m={m}; a block holds whole groups of m channels")
+    return out
 
 
 def _is_int(v: Any) -> bool:

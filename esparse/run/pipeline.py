@@ -136,6 +136,7 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
     if evaluate:
         with run_.stage("eval_data"):
             eval_sets = _eval_windows(cfg, tok, cache_dir)
+        run_.merge({"details": {"eval_used": _eval_used(cfg, eval_sets)}})
     if "prune" in stages and not kept:
         with run_.stage("calibration_data"):
             cal = calibration.calibration_ids(cfg, tok)
@@ -290,6 +291,21 @@ def _eval_windows(cfg: Mapping[str, Any], tok, cache_dir) -> dict[str, torch.Ten
         stream = data.tokenize_stream(texts, tok, what=f"evaluation corpus {name!r}")
         out[name] = data.eval_windows(stream, ev["seqlen"], ev.get("nsamples"), what=f"evaluation corpus {name!r}")
     return out
+
+
+def _eval_used(cfg: Mapping[str, Any], eval_sets: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The windows each corpus gave (a corpus shorter than ``eval.ppl.nsamples`` windows gives fewer:
+    said here and in a warning, never silently)."""
+    asked = cfg["eval"]["ppl"].get("nsamples")
+    used = {}
+    for name, w in eval_sets.items():
+        used[name] = {"nsamples": int(w.shape[0]), "seqlen": int(w.shape[1]), "nsamples_requested": asked}
+        if asked is not None and w.shape[0] < asked:
+            log.warning(
+                "eval.ppl.nsamples=%s but corpus %r has only %d windows of %d tokens: evaluating on %d",
+                asked, name, w.shape[0], w.shape[1], w.shape[0],
+            )  # fmt: skip
+    return used
 
 
 def _ppl_fields(name: str, ppl) -> Added:
