@@ -37,6 +37,36 @@ def _where(resolved: dict) -> str:
         return "the run's record"
 
 
+def sweep_problems() -> list[str]:
+    """In a ``-m`` sweep, every point's config problems (``esparse.run.config.validate``), named by
+    the point's overrides; checked by the sweep's first job, so a bad point late in a sweep fails it
+    before any point has run. Empty outside a sweep and in every later job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    from esparse.run.config import ConfigError, normalize, validate
+
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN or hc.job.num != 0:
+        return []
+    sweep = OmegaConf.load(os.path.join(hc.sweep.dir, "multirun.yaml"))  # written by the sweeper before any job
+    params = [f"{k}={v}" for k, v in (OmegaConf.select(sweep, "hydra.sweeper.params") or {}).items()]
+    args = params + list(OmegaConf.select(sweep, "hydra.overrides.task") or [])
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    (points,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(args), None)
+    problems = []
+    for point in points:
+        resolved = OmegaConf.to_container(hydra.compose(config_name="config", overrides=point), resolve=True)
+        try:
+            validate(normalize(resolved))
+        except ConfigError as e:
+            swept = [o for o in point if not all(o in other for other in points)]  # what names this point
+            problems += [f"point {' '.join(swept) or '(the only one)'}: {p}" for p in e.problems]
+    return problems
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from esparse.evaluation.zeroshot import ZeroShotDataError
@@ -49,6 +79,16 @@ def main(cfg: DictConfig) -> None:
     log = logging.getLogger("esparse")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
+    try:
+        problems = sweep_problems()
+    except Exception as e:  # the early check must never stop a sweep it cannot read; each point still validates
+        log.warning("sweep not validated up front (%s: %s); each point is validated as it runs", type(e).__name__, e)
+        problems = []
+    if problems:
+        if _debug():
+            raise ConfigError(problems)
+        log.error("%s", ConfigError(problems).args[0].replace("invalid config:", "invalid sweep (no point was run):"))
+        sys.exit(2)
     try:
         record = run(resolved)
     except (ConfigError, DataUnavailableError, ModelNotFoundError, ZeroShotDataError) as e:

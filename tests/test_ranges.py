@@ -91,3 +91,22 @@ def test_a_corpus_shorter_than_eval_nsamples_is_recorded_and_warned(tiny_model_d
     used = rec["details"]["eval_used"]["wikitext2"]
     assert used["nsamples_requested"] == 100000 and 1 <= used["nsamples"] < 100000 and used["seqlen"] == 32
     assert f"eval.ppl.nsamples=100000 but corpus 'wikitext2' has only {used['nsamples']} windows" in caplog.text
+
+
+def test_a_sweep_with_one_bad_point_fails_before_any_point_runs(tiny_model_dir, text_corpus, tmp_path):
+    over = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    over = [o for o in over if not o.startswith("calibration.nsamples=")]
+    cmd = [sys.executable, str(ROOT / "run.py"), "-m", "calibration.nsamples=4,0", *over]
+    cmd += [f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "ESPARSE_DEBUG")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text[-3000:]
+    assert "invalid sweep (no point was run)" in text
+    assert "point calibration.nsamples=0" in text and "calibration.nsamples: 0 must be an integer >= 1" in text
+    assert "Traceback" not in text
+    assert not list((tmp_path / "results" / "runs").glob("*.json"))  # the good first point did not run
+    cmd[3] = "calibration.nsamples=4,2"  # a clean sweep: validated up front, then run
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0 and "not validated up front" not in out.stdout + out.stderr, out.stderr[-3000:]
+    assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 3  # two points and their dense baseline
