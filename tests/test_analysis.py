@@ -501,3 +501,42 @@ def test_tables_of_a_results_dir_that_does_not_exist_fail_and_write_nothing(tmp_
     assert f"--results {tmp_path / 'typo'}: no such directory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
+
+def test_the_grid_puts_ours_beside_the_paper_and_a_local_model_in_its_own_column(tmp_path):
+    from analysis.tables import grid
+
+    write(
+        tmp_path,
+        make_record("w7", "llama7b", metric="wanda", metrics={"ppl/wikitext2": 11.9}),
+        make_record(
+            "ws", "smollm2_135m", metric="wanda", calibration="bundled_wiki", metrics={"ppl/bundled_wiki": 177.25}
+        ),
+    )
+    df = paper_tables.get("esparse_t1")(rec_io.load_records(tmp_path))
+    g = grid.grid(df)
+    assert list(g.columns) == ["LLaMA-7B", "LLaMA-13B", "LLaMA-30B", "LLaMA-65B", "smollm2_135m (local)"]
+    assert g.at["Wanda, 2:4", "LLaMA-7B"] == "11.90 (n=1) (paper 11.53)"
+    assert g.at["Wanda, 2:4", "LLaMA-13B"] == "— (paper 9.58)"
+    assert g.at["Wanda, 2:4", "smollm2_135m (local)"] == "177.2 (n=1)"
+    assert g.at["FP16", "smollm2_135m (local)"] == "—"
+    tex = grid.to_latex(g, "t")
+    assert "smollm2\\_135m (local)" in tex and "11.90 (n=1) (paper 11.53)" in tex
+
+
+def test_tex_escape_writes_specials_and_signs_for_pdflatex():
+    from analysis.tables.grid import tex_escape
+
+    assert tex_escape("a_b & 5% ± 1 — α") == "a\\_b \\& 5\\% $\\pm$ 1 --- $\\alpha$"
+
+
+def test_the_index_lists_every_done_record_no_table_placed_and_why(tmp_path):
+    write(
+        tmp_path,
+        make_record("placed", "llama7b", metric="wanda", metrics={"ppl/wikitext2": 11.9}),
+        make_record("othercal", "llama7b", metric="wanda", calibration="bundled_wiki", metrics={"ppl/wikitext2": 12.0}),
+    )
+    render.build_all(tmp_path, tmp_path / "out", names=["esparse_t1"])
+    index = (tmp_path / "out" / "index.md").read_text()
+    section = index.split("## Finished records placed in no table", 1)[1].split("##", 1)[0]
+    assert "`placed`" not in section
+    assert "`othercal` llama7b wanda 2:4 `none` seed 0: other protocol: calibration bundled_wiki" in section

@@ -48,20 +48,24 @@ def ours_text(line: pd.Series) -> str:
     return f"{ours} (n={n})" if n not in (None, NOT_RUN, EMPTY) else ours
 
 
-def is_local(line: pd.Series) -> bool:
-    """A line of a model the paper did not run (placed beside the paper's smallest model)."""
-    return line["diff"] == OTHER_MODEL
+def local_lines(df: pd.DataFrame) -> pd.Series:
+    """The lines of a model the paper did not report in this table (placed beside its smallest
+    model), filled or not."""
+    if not len(df):
+        return pd.Series(dtype=bool)
+    models = set(df.attrs.get("models") or [])
+    return (df["diff"] == OTHER_MODEL) | (~df["ours_model"].isin(models) if models else False)
 
 
 def grid(df: pd.DataFrame) -> pd.DataFrame:
     """Rows and columns in the paper's order (as transcribed), local models after them."""
     rows = list(dict.fromkeys(df["row"]))
-    local = df.apply(is_local, axis=1) if len(df) else pd.Series(dtype=bool)
+    local = local_lines(df)
     paper_cols = list(dict.fromkeys(df.loc[~local, "column"])) if len(df) else []
     local_cols = sorted(set(df.loc[local, "ours_model"])) if len(df) else []
     out = pd.DataFrame(EMPTY, index=rows, columns=[*paper_cols, *(f"{m} (local)" for m in local_cols)])
-    for _, line in df.iterrows():
-        if is_local(line):
+    for i, line in df.iterrows():
+        if local[i]:
             col = f"{line['ours_model']} (local)"
             text = ours_text(line)
         else:

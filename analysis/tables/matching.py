@@ -378,5 +378,6 @@ def table_frame(lines: list[dict[str, Any]], table: PaperTable, title: str, note
         where=table.where,
         caption=table.caption,
         notes=[*table.notes, *notes],
+        models=list(table.models),
     )
     return df

@@ -191,7 +191,7 @@ def _index(
         "|---|---|---|---|---|",
     ]
     for name, df in built.items():
-        local = df.apply(grid.is_local, axis=1) if len(df) else pd.Series(dtype=bool)
+        local = grid.local_lines(df)
         filled = df["ours"] != NOT_RUN
         models = sorted(set(df.loc[local, "ours_model"]))
         per_model = ", ".join(f"{m} {int((filled & local & (df['ours_model'] == m)).sum())}/"
