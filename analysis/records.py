@@ -163,6 +163,7 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "eval_nsamples": ppl.get("nsamples"),
         "eval_seqlen": ppl.get("seqlen"),
         "tie_break": sect("pattern").get("tie_break") or "low_index",
+        "scope": sect("pattern").get("scope") or "row",
         "experiment": cfg.get("experiment"),
         "status": rec.get("status"),
         "config_hash": rec.get("config_hash") or (path.stem if path else None),

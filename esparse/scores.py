@@ -239,6 +239,30 @@ def ri(weight: torch.Tensor, stats: Any = None) -> torch.Tensor:
     return _relative_importance(_abs(weight))
 
 
+@register("act_norm", needs={"norm"})
+def act_norm(weight: torch.Tensor, stats: Any) -> torch.Tensor:
+    """‖X_j‖₂ alone, the same for every weight of input channel j (RIA Table 2's ‖X‖₂ row): under a
+    per-layer ranking it prunes whole input channels, the "channel corruption" RIA argues against."""
+    return _channel(stats, "norm", weight).expand(weight.shape[0], -1).clone()
+
+
+@register("w_in")
+def w_in(weight: torch.Tensor, stats: Any = None) -> torch.Tensor:
+    """|W_ij| / Σ_k|W_kj|: magnitude normalised over the weights of input channel j (RIA Table 2's
+    |W|_in, the first term of RI)."""
+    a = _abs(weight)
+    return _safe_div(a, a.sum(dim=0, keepdim=True))
+
+
+@register("w_out")
+def w_out(weight: torch.Tensor, stats: Any = None) -> torch.Tensor:
+    """|W_ij| / Σ_k|W_ik|: magnitude normalised over the weights of output channel i (RIA Table 2's
+    |W|_out, the second term of RI). Within one row it ranks as magnitude does, so it differs from
+    magnitude only under a per-layer ranking (``pattern.scope=layer``), RIA's setting for this table."""
+    a = _abs(weight)
+    return _safe_div(a, a.sum(dim=1, keepdim=True))
+
+
 @register("ria", needs={"norm"}, options=(Option("a", "number", doc="exponent of the activation norm"),))
 def ria(weight: torch.Tensor, stats: Any, a: float = 0.5) -> torch.Tensor:
     """RI · ‖X_j‖₂^a, a = 0.5 in the paper."""

@@ -47,6 +47,7 @@ def make_record(
     status="done",
     reconstruct=False,
     device="NVIDIA A100",
+    scope=None,
     **metric_kw,
 ):
     """A record in the INTERFACES.md schema (as esparse.run.pipeline writes it)."""
@@ -54,7 +55,7 @@ def make_record(
     cfg = {
         "model": {"name": model, "family": "llama"},
         "metric": {"name": "dense"} if dense else {"name": metric, "reconstruct": reconstruct, **metric_kw},
-        "pattern": PATTERNS[pattern],
+        "pattern": {**PATTERNS[pattern], **({"scope": scope} if scope else {})},
         "shuffle": {"name": "none" if dense else shuffle},
         "calibration": None if dense else {"name": calibration, **CAL_SIZES.get(calibration, CAL_SIZES["c4"])},
         "experiment": None,
@@ -192,7 +193,9 @@ def test_ria_tables_key_on_shuffle_a_reconstruct_and_calibration(tmp_path):
         tmp_path,
         make_record("cp", "llama2_13b", metric="wanda", shuffle="ria_cp", metrics={"ppl/wikitext2": 8.9}),
         make_record("lsa", "llama2_13b", metric="ria", shuffle="ria_cp_lsa", metrics={"ppl/wikitext2": 7.7}),
-        make_record("a1", "llama13b", metric="ria", pattern="unstructured", a=1.0, metrics={"ppl/wikitext2": 6.2}),
+        make_record(
+            "a1", "llama13b", metric="ria", pattern="unstructured", scope="layer", a=1.0, metrics={"ppl/wikitext2": 6.2}
+        ),
         make_record(
             "rec",
             "llama2_13b",
@@ -540,3 +543,21 @@ def test_the_index_lists_every_done_record_no_table_placed_and_why(tmp_path):
     section = index.split("## Finished records placed in no table", 1)[1].split("##", 1)[0]
     assert "`placed`" not in section
     assert "`othercal` llama7b wanda 2:4 `none` seed 0: other protocol: calibration bundled_wiki" in section
+
+
+def test_an_unstructured_cell_reads_the_scope_its_paper_ranked_over(tmp_path):
+    """RIA's tables rank magnitude and RIA over the whole layer (its code), Wanda per output row
+    (Wanda's code): a record of the other scope does not fill the cell."""
+    write(
+        tmp_path,
+        make_record("rrow", "llama7b", metric="ria", pattern="unstructured", a=0.5, metrics={"ppl/wikitext2": 7.5}),
+        make_record(
+            "rlay", "llama7b", metric="ria", pattern="unstructured", scope="layer", a=0.5, metrics={"ppl/wikitext2": 7.1}
+        ),
+        make_record(
+            "wlay", "llama7b", metric="wanda", pattern="unstructured", scope="layer", metrics={"ppl/wikitext2": 7.4}
+        ),
+    )
+    t1 = paper_tables.get("ria_t1")(rec_io.load_records(tmp_path))
+    assert cell(t1, "RIA (Ours)", "LLaMA 7b", "llama7b")["config_hash"] == "rlay"
+    assert cell(t1, "Wanda", "LLaMA 7b", "llama7b")["ours"] == "not run"

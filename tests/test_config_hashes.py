@@ -9,7 +9,8 @@ changed on purpose when their ``arch.tie_word_embeddings`` was corrected to true
 ties its lm_head to the embeddings; the architecture catalogue counts memory from these blocks); no
 record of them existed either. The presets changed on purpose when their name (``experiment``)
 became a label hashed as null: a preset and the plain overrides that compose the same
-configuration now share one record.
+configuration now share one record. RIA Table 2's presets changed on purpose when they began ranking
+over the whole layer (``pattern.scope: layer``, RIA's code); no record of them existed.
 """
 
 from __future__ import annotations

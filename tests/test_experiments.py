@@ -25,8 +25,8 @@ EXPECTED_JOBS = {
     "esparse_t2_local": 5, "esparse_t2_paper": 20,          # dense + 4 methods (x 4 models)
     "esparse_t3_local": 6, "esparse_t3_paper": 12,          # 3 arms x 2 patterns (x 2 OPT models)
     "esparse_ablation_local": 4, "esparse_ablation_paper": 16,
-    "ria_t1_local": 4, "ria_t1_paper": 32,                  # 4 metrics (x 8 models)
-    "ria_t2_local": 4, "ria_t2_paper": 8,
+    "ria_t1_local": 4, "ria_t1_paper": 32,                  # 4 arms (x 8 models)
+    "ria_t2_local": 7, "ria_t2_paper": 14,                  # 7 arms (x 2 models)
     "ria_t4_local": 24, "ria_t4_paper": 48,                 # 4 metrics x 6 pattern arms (x 2 models)
     "ria_t6_local": 8, "ria_t6_paper": 8,                   # 2 metrics x 4 pattern arms
     "ria_t7_local": 4, "ria_t7_paper": 12,                  # 4 metrics (x 3 calibration sets)
@@ -47,7 +47,7 @@ EXPECTED_FILLED = {
     "esparse_t3_local": 7,        # 6 + FP16
     "esparse_ablation_local": 4,
     "ria_t1_local": 5,            # 4 + Dense
-    "ria_t2_local": 4,            # of 7: ||X||, |W|_in, |W|_out are not registered scores
+    "ria_t2_local": 7,            # every row
     "ria_t4_local": 25,           # 24 + Dense
     "ria_t6_local": 0,
     "ria_t7_local": 4,            # the WikiText-2 / calib WikiText-2 column (3) + Magnitude's WikiText-2

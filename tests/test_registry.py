@@ -13,11 +13,14 @@ from esparse.scores import Option
 
 #: what every score takes besides the common ``metric.reconstruct``
 OPTIONS = {
+    "act_norm": [],
     "esparse": ["alpha", "bins", "form"],
     "magnitude": [],
     "ri": [],
     "ria": ["a"],
     "sparsegpt": [],
+    "w_in": [],
+    "w_out": [],
     "wanda": [],
 }
 

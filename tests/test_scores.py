@@ -23,14 +23,14 @@ def close(got: torch.Tensor, expected: list[list[float]]) -> None:
 
 
 def test_registry():
-    assert scores.names() == ["esparse", "magnitude", "ri", "ria", "sparsegpt", "wanda"]
+    assert scores.names() == ["act_norm", "esparse", "magnitude", "ri", "ria", "sparsegpt", "w_in", "w_out", "wanda"]
     assert scores.get("magnitude").needs == frozenset()
     assert scores.get("ri").needs == frozenset()
     assert scores.get("wanda").needs == frozenset({"norm"})
     assert scores.get("ria").needs == frozenset({"norm"})
     assert scores.get("esparse").needs == frozenset({"norm", "entropy"})
     assert scores.get("sparsegpt").needs == frozenset({"hessian"})
-    with pytest.raises(ValueError, match="'nope'.*esparse, magnitude"):
+    with pytest.raises(ValueError, match="'nope'.*act_norm, esparse, magnitude"):
         scores.get("nope")
     with pytest.raises(ValueError, match="already registered"):
         scores.register("wanda")(lambda w, s: w)
@@ -149,3 +149,15 @@ def test_esparse_alpha_auto_balances_terms():
         scores.get("esparse")(w, st, alpha="seventy")
     with pytest.raises(ValueError, match=r"metric.alpha: -1.0 must be a positive number or 'auto'"):
         scores.get("esparse")(w, st, alpha=-1.0)  # the library refuses what the config refuses
+
+
+def test_the_ria_ablation_scores_by_hand():
+    """RIA Table 2's rows: ‖X‖ alone, |W| over its input channel's sum, |W| over its output channel's sum."""
+    w = torch.tensor([[1.0, -2.0], [3.0, 4.0]])
+    st = SimpleNamespace(norm=torch.tensor([0.5, 2.0]))
+    assert torch.equal(scores.get("act_norm")(w, st), torch.tensor([[0.5, 2.0], [0.5, 2.0]]))
+    assert torch.allclose(scores.get("w_in")(w, None), torch.tensor([[1 / 4, 2 / 6], [3 / 4, 4 / 6]]))
+    assert torch.allclose(scores.get("w_out")(w, None), torch.tensor([[1 / 3, 2 / 3], [3 / 7, 4 / 7]]))
+    # RI is their sum
+    assert torch.allclose(scores.get("ri")(w, None), scores.get("w_in")(w, None) + scores.get("w_out")(w, None))
+    assert scores.get("act_norm").needs == frozenset({"norm"}) and not scores.get("w_in").needs

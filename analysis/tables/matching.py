@@ -144,6 +144,8 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
         return False
     if want["pattern_kind"] == "dense":
         return True  # a dense record has no metric, shuffle or calibration
+    if want["pattern_kind"] == "unstructured" and (as_str(rec.get("scope")) or "row") != keys.get("scope", "row"):
+        return False  # per output row (Wanda's code) or over the whole layer (RIA's code without --per_outneuron)
     metric = as_str(rec.get("metric"))
     if metric != keys.get("method"):
         return False
