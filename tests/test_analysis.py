@@ -552,7 +552,13 @@ def test_an_unstructured_cell_reads_the_scope_its_paper_ranked_over(tmp_path):
         tmp_path,
         make_record("rrow", "llama7b", metric="ria", pattern="unstructured", a=0.5, metrics={"ppl/wikitext2": 7.5}),
         make_record(
-            "rlay", "llama7b", metric="ria", pattern="unstructured", scope="layer", a=0.5, metrics={"ppl/wikitext2": 7.1}
+            "rlay",
+            "llama7b",
+            metric="ria",
+            pattern="unstructured",
+            scope="layer",
+            a=0.5,
+            metrics={"ppl/wikitext2": 7.1},
         ),
         make_record(
             "wlay", "llama7b", metric="wanda", pattern="unstructured", scope="layer", metrics={"ppl/wikitext2": 7.4}
