@@ -67,6 +67,28 @@ def sweep_problems() -> list[str]:
     return problems
 
 
+def protocol_line(resolved: dict, overrides: list[str]) -> str:
+    """The protocol this run follows, and where it came from: the command line, a preset, a paper
+    model (its config selects the papers' C4 calibration and WikiText-2 evaluation), or the default
+    (the embedded models' local protocol)."""
+    cal, ppl, model = resolved["calibration"], resolved["eval"]["ppl"], resolved["model"]
+    windows = f"{ppl.get('nsamples') or 'all'}×{ppl['seqlen']}"
+    what = (f"calibration {cal['name']} {cal['nsamples']}×{cal['seqlen']} (seed {cal['seed']}), "
+            f"perplexity on {', '.join(ppl.get('datasets') or []) or 'nothing'} "
+            f"({ppl.get('split')} split, {windows} tokens), "
+            f"{model.get('dtype')} on {resolved.get('device')}")  # fmt: skip
+    named = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    if any(k in ("calibration", "eval") or k.startswith(("calibration.", "eval.")) for k in named):
+        return f"protocol: {what} (the command line sets it)"
+    if resolved.get("experiment"):
+        return f"protocol: {what} (preset {resolved['experiment']})"
+    if model.get("source") == "hub":
+        return (
+            f"protocol: {what} (the papers' protocol, as model={model['name']} selects; calibration=/eval= override it)"
+        )
+    return f"protocol: {what} (the local protocol of the embedded models)"
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from esparse.evaluation.zeroshot import ZeroShotDataError
@@ -89,6 +111,9 @@ def main(cfg: DictConfig) -> None:
             raise ConfigError(problems)
         log.error("%s", ConfigError(problems).args[0].replace("invalid config:", "invalid sweep (no point was run):"))
         sys.exit(2)
+    from hydra.core.hydra_config import HydraConfig
+
+    print(protocol_line(resolved, list(HydraConfig.get().overrides.task)), flush=True)
     try:
         record = run(resolved)
     except (ConfigError, DataUnavailableError, ModelNotFoundError, ZeroShotDataError) as e:

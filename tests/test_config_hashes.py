@@ -10,7 +10,10 @@ ties its lm_head to the embeddings; the architecture catalogue counts memory fro
 record of them existed either. The presets changed on purpose when their name (``experiment``)
 became a label hashed as null: a preset and the plain overrides that compose the same
 configuration now share one record. RIA Table 2's presets changed on purpose when they began ranking
-over the whole layer (``pattern.scope: layer``, RIA's code); no record of them existed.
+over the whole layer (``pattern.scope: layer``, RIA's code); no record of them existed. The bare
+paper models (``model=llama7b``, ...) changed on purpose when a paper model began to run the papers'
+protocol (C4 calibration, WikiText-2 over 2048-token windows) unless the command line says otherwise;
+no record of them existed (every paper-scale run so far named its protocol or preset).
 """
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ def _why_unplaced(rec: Mapping[str, Any]) -> str:
         return (
             f"tie rule {rec['tie_break']} (tables read {DEFAULT_TIE_BREAK}; the results page's spread table reads it)"
         )
+    if rec.get("pattern_kind") == "dense":
+        return "a dense record no table reads (the tables read a dense number of the same protocol and sizes)"
     if rec["model"] in paper_models(load_reference()):
         if rec.get("calibration") != PAPER_CALIBRATION:
             return f"other protocol: calibration {rec.get('calibration')} (the paper cells read {PAPER_CALIBRATION})"
