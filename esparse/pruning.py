@@ -11,7 +11,7 @@ model really feeds them.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,8 +116,12 @@ def prune_model(
     adapter: Adapter | None = None,
     offload: bool = False,
     store: str | torch.device | None = None,
+    on_block: Callable[[dict[str, float]], None] | None = None,
 ) -> PruneReport:
     """Prune ``model`` in place with calibration token ids ``calib_ids`` (nsamples, seqlen).
+
+    ``on_block`` is called after each decoder block with its :func:`block_summary` (a W&B history
+    step per block, so a dashboard draws curves as the prune goes).
 
     ``offload=True``: the model stays where it is (the CPU) and each block visits ``device`` only
     while it is calibrated, pruned and re-run, so the accelerator holds one block at a time.
@@ -151,11 +155,15 @@ def prune_model(
 
     if not needs:  # the score ignores activations (magnitude): no calibration forward is needed at all
         for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
+            tb = time.perf_counter()
             for group in adapter.linear_groups(block):
                 _prune_group(f"{adapter.blocks_path}.{i}", group, None, spec, score_fn, perm_fn, report)
+            if on_block is not None:
+                on_block(block_summary(report, f"{adapter.blocks_path}.{i}", i, time.perf_counter() - tb))
         report.seconds["total"] = time.perf_counter() - t0
         return report
     for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
+        tb = time.perf_counter()
         if offload:
             block.to(device)
         groups = adapter.linear_groups(block)
@@ -192,8 +200,31 @@ def prune_model(
         inps = _run_block(block, inps, kwargs, i)
         if offload:
             block.to(home)
+        if on_block is not None:
+            on_block(block_summary(report, f"{adapter.blocks_path}.{i}", i, time.perf_counter() - tb))
     report.seconds["total"] = time.perf_counter() - t0
     return report
+
+
+def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) -> dict[str, float]:
+    """One decoder block as the report has it: its sparsity over every pruned linear, and for N:M the
+    retained score of its groups before and after the permutation and their unstructured bound (sums,
+    so ``after / bound`` is the block's share of the best any permutation could keep)."""
+    from esparse.records.memory import host_rss_bytes
+
+    layers = [v for k, v in report.layers.items() if k.startswith(prefix + ".")]
+    groups = [v for k, v in report.groups.items() if k.startswith(prefix + ".")]
+    out = {"block": float(index), "seconds": seconds,
+           "sparsity": sum(v["zeros"] for v in layers) / max(1, sum(v["numel"] for v in layers))}  # fmt: skip
+    if groups:
+        for key in ("retained_before", "retained_after", "upper_bound"):
+            out[key] = float(sum(g[key] for g in groups))
+        out["retained_after_of_bound"] = out["retained_after"] / out["upper_bound"] if out["upper_bound"] else 1.0
+        out["perm_seconds"] = float(sum(g.get("perm_seconds", 0.0) for g in groups))
+    rss = host_rss_bytes()
+    if rss is not None:
+        out["host_rss_gb"] = rss / 1e9
+    return out
 
 
 def _stat_hook(st: ChannelStats, name: str):

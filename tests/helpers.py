@@ -41,3 +41,33 @@ def tiny_overrides(model_dir: Path, corpus: Path, results: Path, cache: Path) ->
         f"results_dir={results}",
         f"paths.cache_dir={cache}",
     ]
+
+
+def wandb_history(run_file: Path) -> list[dict[str, str]]:
+    """The history steps of an offline W&B run file (``run-<id>.wandb``): its records are W&B's
+    protobuf ``Record``s in LevelDB's log framing (32 KiB blocks, 7-byte chunk headers), after a
+    7-byte ``:W&B`` file header. Read here, not with wandb (0.31 reads them in its Go core only)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    pos, block, part, chunks = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (kind == 0 and length == 0):  # block trailer / padding
+            pos += left
+            continue
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        part = chunk if kind in (1, 2) else part + chunk  # 1 full, 2 first, 3 middle, 4 last
+        if kind in (1, 4):
+            chunks.append(part)
+    steps = []
+    for raw in chunks:
+        rec = pb.Record()
+        rec.ParseFromString(raw)
+        if rec.WhichOneof("record_type") == "history":
+            steps.append({i.key or "/".join(i.nested_key): i.value_json for i in rec.history.item})
+    return steps

@@ -183,3 +183,12 @@ def test_tables_wandb_logs_offline(full_results, tmp_path, monkeypatch):
     assert len(list((media / "images" / "figures").glob("*.png"))) == 2
     table = json.loads(next((media / "table" / "tables").glob("esparse_ablation*.table.json")).read_text())
     assert table["columns"][:4] == ["row", "column", "paper", "ours"]
+    g = json.loads(next((media / "table" / "grids").glob("esparse_ablation*.table.json")).read_text())
+    # the paper's grid: its rows down the side, its models across (then any local model's column)
+    assert g["columns"][1:5] == ["LLaMA-7B", "LLaMA-13B", "LLaMA-30B", "LLaMA-65B"]
+    assert [r[0] for r in g["data"]] == [
+        "norm (= Wanda)",
+        "norm + entropy",
+        "+ global naive shuffle",
+        "+ local block shuffle",
+    ]

@@ -67,3 +67,26 @@ def test_peak_memory_sees_a_transient_allocation():
     assert pm.device_peak is None  # CPU: no accelerator peak is claimed
     assert pm.host_peak - before >= 200 * 2**20
     assert pm.as_dict()["host_peak_gb"] == round(pm.host_peak / 1e9, 4)
+
+
+def test_a_run_logs_one_wandb_history_step_per_pruned_block(tiny_model_dir, text_corpus, tmp_path, monkeypatch):
+    """The dashboard has something to browse: the offline run's file holds a ``block/*`` step per
+    decoder block (sparsity, retained score against its bound, seconds), read back from disk."""
+    from helpers import compose_cfg, tiny_overrides, wandb_history
+
+    from esparse.run.pipeline import run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    cfg = [o for o in cfg if not o.startswith("logger")] + ["logger=wandb", f"logger.dir={tmp_path / 'wb'}"]
+    rec = run(compose_cfg([*cfg, "metric=wanda", "pattern=2:4", "shuffle=ria_cp_lsa"]))
+    (run_file,) = (tmp_path / "wb").glob("wandb/offline-run-*/run-*.wandb")
+    steps = [s for s in wandb_history(run_file) if "block/sparsity" in s]
+    blocks = rec["details"]["loaded_arch"]["num_hidden_layers"]
+    assert [int(s["_step"]) for s in steps] == list(range(blocks))
+    for s in steps:
+        assert float(s["block/sparsity"]) == pytest.approx(0.5)
+        after, bound = float(s["block/retained_after"]), float(s["block/upper_bound"])
+        assert float(s["block/retained_before"]) <= after <= bound + 1e-6
+        assert float(s["block/retained_after_of_bound"]) == pytest.approx(after / bound)
+        assert float(s["block/seconds"]) > 0

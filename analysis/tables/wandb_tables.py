@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.tables import grid
+
 GROUP = "tables"
 
 
@@ -63,7 +65,10 @@ def log_all(
     try:
         for tname, df in tables.items():
             cols, rows = table_rows(df)
-            run.log({f"tables/{tname}": wandb.Table(columns=cols, data=rows)})
+            run.log({f"tables/{tname}": wandb.Table(columns=cols, data=rows)})  # one line per cell
+            g = grid.grid(df).reset_index()  # and the paper's layout, to read at a glance
+            cols, rows = table_rows(g)
+            run.log({f"grids/{tname}": wandb.Table(columns=cols, data=rows)})
             run.summary[f"tables/{tname}/cells"] = len(df)
             run.summary[f"tables/{tname}/not_run"] = int((df["ours"] == "not run").sum()) if "ours" in df else 0
         figs = sorted(Path(figures_dir).glob("*.png")) if figures_dir and Path(figures_dir).is_dir() else []

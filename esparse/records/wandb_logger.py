@@ -39,6 +39,11 @@ class WandbLogger:
             reinit="finish_previous",
         )
 
+    def log_block(self, summary: Mapping[str, float]) -> None:
+        """One history step per pruned decoder block (``block/<key>``), so W&B draws per-block curves
+        (sparsity, retained score against its bound, seconds, host memory) and compares a sweep's runs."""
+        self.run.log({f"block/{k}": v for k, v in summary.items()}, step=int(summary["block"]))
+
     def log_record(self, record: Mapping[str, Any]) -> None:
         metrics = {k: v for k, v in record.get("metrics", {}).items() if isinstance(v, (int, float, bool))}
         metrics.update({f"time/{k}": v for k, v in record.get("timings", {}).items()})

@@ -76,7 +76,7 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
     )
 
 
-def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapter=None):
+def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapter=None, on_block=None):
     """Prune ``model`` in place as ``cfg`` says (:func:`prune_spec`), on
     ``device``, calibrating in batches of ``calibration.batch_size``; ``offload``, ``activations_on``
     and ``progress`` place the work and change no number. Returns the
@@ -93,4 +93,5 @@ def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapte
         adapter=adapter,
         offload=bool(require(cfg, "offload")),
         store="cpu" if require(cfg, "activations_on") == "cpu" else device,
+        on_block=on_block,
     )

@@ -76,6 +76,7 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
             run_.carry_over(previous)
         run_.save()
         logger = _make_logger(cfg, run_)
+        run_.on_block = logger.log_block if logger is not None else None
         try:
             with hub.offline(bool(facts.get("hub_unusable"))):
                 _execute(cfg, run_, keep)
@@ -194,7 +195,9 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
         log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
     else:
         with run_.stage("prune"):
-            report = calibration.prune(m.model, calib, cfg, device=cfg["device"], adapter=m.adapter)
+            report = calibration.prune(
+                m.model, calib, cfg, device=cfg["device"], adapter=m.adapter, on_block=run_.on_block
+            )
         permutations = report.layer_permutations()
         yield _prune_fields(cfg, m, report)
         later = bool(cfg.get("save_dir")) or "eval" in cfg["stages"] or "bench" in cfg["stages"]

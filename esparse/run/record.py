@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from typing import Any
 
@@ -27,6 +27,8 @@ class Run:
 
     def __init__(self, cfg: dict[str, Any]):
         self.cfg = cfg
+        #: called with each pruned block's summary (the W&B logger's history step), or None
+        self.on_block: Callable[[dict[str, float]], None] | None = None
         self.hash = hashing.config_hash(cfg)
         self.path = store.record_path(cfg["results_dir"], self.hash)
         self.record: dict[str, Any] = {
