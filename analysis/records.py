@@ -169,6 +169,7 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "config_hash": rec.get("config_hash") or (path.stem if path else None),
         "metric_a": metric.get("a"),
         "metric_alpha": metric.get("alpha"),
+        "metric_norm": metric.get("norm") or "wanda",
         "shuffle_block": shuffle.get("block"),
         "bench_backend": bench.get("backend"),
         "ppl_split": ppl.get("split"),

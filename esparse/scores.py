@@ -19,6 +19,7 @@ instead, and a test holds each equal to the YAML.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -33,6 +34,9 @@ __all__ = ["ScoreFn", "Option", "register", "get", "names", "check_options", "li
 
 NEEDS = frozenset({"norm", "entropy", "hessian"})
 ESPARSE_FORMS = ("alpha_entropy", "alpha_norm")
+#: the channel norm E-Sparse adds to α·H: Wanda's code convention, sqrt(Σx²/nsamples) (``wanda``), or
+#: the plain ℓ2 norm over all calibration tokens E-Sparse's text defines, sqrt(Σx²) (``l2``)
+ESPARSE_NORMS = ("wanda", "l2")
 _KINDS = ("number", "int", "bool", "choice")
 
 
@@ -275,11 +279,21 @@ def ria(weight: torch.Tensor, stats: Any, a: float = 0.5) -> torch.Tensor:
     options=(
         Option("alpha", "number", choices=("auto",), minimum=0, exclusive=True, doc="entropy/norm weight"),
         Option("form", "choice", choices=ESPARSE_FORMS, doc="which term alpha scales"),
+        Option("norm", "choice", choices=ESPARSE_NORMS, doc="channel norm convention"),
         Option("bins", "int", minimum=2, kwarg=False, default=DEFAULT_BINS, doc="entropy histogram bins"),
     ),
 )
-def esparse(weight: torch.Tensor, stats: Any, alpha: float | str = "auto", form: str = "alpha_entropy") -> torch.Tensor:
+def esparse(
+    weight: torch.Tensor, stats: Any, alpha: float | str = "auto", form: str = "alpha_entropy", norm: str = "wanda"
+) -> torch.Tensor:
     """|W_ij| · (α·H_j + ‖X_j‖₂) (``alpha_entropy``) or |W_ij| · (H_j + α·‖X_j‖₂) (``alpha_norm``).
+
+    ``norm`` is the convention of ‖X_j‖₂: ``wanda`` (Wanda's code, sqrt(Σx²/nsamples), what every
+    activation score here reads) or ``l2`` (the plain ℓ2 norm over all N calibration tokens of the
+    channel, E-Sparse §3.2's definition: sqrt(nsamples) times larger). Only E-Sparse takes it: every
+    other score multiplies the norm (or a power of it) into each weight of its layer, so a constant
+    factor never changes its ranking; E-Sparse adds it to α·H, so with a fixed α the two conventions
+    rank differently (with ``alpha=auto`` they do not: the factor moves α with it).
 
     The paper's α = 70 "keeps entropy and norm at the same magnitude"; entropy ≤ ln 100 ≈ 4.6 while
     norms reach hundreds, so the default form scales the entropy (docs/method.md §3.2); ``alpha=70.0``
@@ -288,11 +302,16 @@ def esparse(weight: torch.Tensor, stats: Any, alpha: float | str = "auto", form:
     in conf/metric/esparse.yaml) applies the paper's stated intent per layer: α = mean‖X‖/mean H
     (alpha_entropy) or mean H/mean‖X‖ (alpha_norm), making both terms equal on average.
     """
-    problems = check_options("esparse", {"alpha": alpha, "form": form}, complete=False)
+    problems = check_options("esparse", {"alpha": alpha, "form": form, "norm": norm}, complete=False)
     if problems:
         raise ValueError("; ".join(problems))
     h = _channel(stats, "entropy", weight)
     nrm = _channel(stats, "norm", weight)
+    if norm == "l2":
+        nsamples = getattr(stats, "nsamples", None)
+        if not nsamples:
+            raise ValueError("metric.norm=l2 needs stats.nsamples (the calibration samples the norm averaged over)")
+        nrm = nrm * math.sqrt(nsamples)
     if alpha == "auto":
         num, den = (nrm.mean(), h.mean()) if form == "alpha_entropy" else (h.mean(), nrm.mean())
         alpha = float(num / den) if float(den) > 0 else 1.0

@@ -108,3 +108,11 @@ def test_the_headline_presets_seed_0_points_are_the_committed_records(preset, po
         cfg = normalize(compose_cfg([f"+experiment={preset}", *over, "calibration.seed=0"]))
         cfg["device"] = "cpu"
         assert config_hash(cfg) in have, over
+
+
+def test_esparse_norm_is_hashed_only_off_its_default():
+    """Every E-Sparse record before the knob used Wanda's convention: it keeps its name."""
+    base = normalize(compose_cfg(["metric=esparse"]))
+    same = normalize(compose_cfg(["metric=esparse", "metric.norm=wanda"]))
+    l2 = normalize(compose_cfg(["metric=esparse", "metric.norm=l2"]))
+    assert config_hash(base) == config_hash(same) == EXPECTED["(default)"] != config_hash(l2)

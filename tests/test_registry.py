@@ -14,7 +14,7 @@ from esparse.scores import Option
 #: what every score takes besides the common ``metric.reconstruct``
 OPTIONS = {
     "act_norm": [],
-    "esparse": ["alpha", "bins", "form"],
+    "esparse": ["alpha", "bins", "form", "norm"],
     "magnitude": [],
     "ri": [],
     "ria": ["a"],
@@ -156,7 +156,7 @@ def test_prune_spec_reads_every_key_from_the_config():
     from esparse.run.config import ConfigError
 
     spec = prune_spec(compose_cfg(["metric=esparse", "metric.bins=50", "reconstruction.blocksize=64"]))
-    assert dict(spec.metric_kwargs) == {"alpha": "auto", "form": "alpha_entropy"}
+    assert dict(spec.metric_kwargs) == {"alpha": "auto", "form": "alpha_entropy", "norm": "wanda"}
     assert (spec.bins, spec.blocksize, spec.percdamp, spec.reconstruct) == (50, 64, 0.01, False)
     assert dict(prune_spec(compose_cfg(["metric=ria", "metric.a=1.0"])).metric_kwargs) == {"a": 1.0}
     cfg = compose_cfg(["metric=wanda"])

@@ -161,3 +161,26 @@ def test_the_ria_ablation_scores_by_hand():
     # RI is their sum
     assert torch.allclose(scores.get("ri")(w, None), scores.get("w_in")(w, None) + scores.get("w_out")(w, None))
     assert scores.get("act_norm").needs == frozenset({"norm"}) and not scores.get("w_in").needs
+
+
+def test_esparse_l2_norm_is_sqrt_nsamples_times_wandas_and_alpha_70_reads_it_by_hand():
+    """E-Sparse's text defines ‖X_j‖ over the channel's tokens (plain ℓ2); Wanda's code divides by
+    nsamples first. On a hand-built batch: 2 samples of 2 tokens, 2 channels."""
+    from esparse.stats import ChannelStats
+
+    x = torch.tensor([[[1.0, 0.0], [2.0, 2.0]], [[2.0, 0.0], [0.0, 1.0]]])  # (samples, tokens, channels)
+    st = ChannelStats.from_inputs([x], bins=4)
+    sum_sq = torch.tensor([1 + 4 + 4 + 0, 0 + 4 + 0 + 1.0])
+    assert torch.allclose(st.norm, (sum_sq / 2).sqrt())  # Wanda: sqrt(Σx² / nsamples)
+    w = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    l2 = sum_sq.sqrt()  # sqrt(Σx²) = sqrt(nsamples) · Wanda's
+    assert torch.allclose(l2, math.sqrt(2) * st.norm)
+    want = w.abs() * (70.0 * st.entropy.reshape(1, -1) + l2.reshape(1, -1))
+    got = scores.get("esparse")(w, st, alpha=70.0, norm="l2")
+    assert torch.allclose(got, want)
+    assert not torch.allclose(got, scores.get("esparse")(w, st, alpha=70.0, norm="wanda"))
+    # with alpha = auto the factor moves alpha with it: the same ranking up to that factor
+    auto_l2 = scores.get("esparse")(w, st, norm="l2")
+    assert torch.allclose(auto_l2, math.sqrt(2) * scores.get("esparse")(w, st))
+    with pytest.raises(ValueError, match="metric.norm"):
+        scores.get("esparse")(w, SimpleNamespace(norm=st.norm, entropy=st.entropy), alpha=70.0, norm="l2")

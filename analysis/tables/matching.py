@@ -163,6 +163,8 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
         return False
     if metric == "esparse" and not _alpha_ok(rec.get("metric_alpha"), local and form == "alpha_entropy"):
         return False
+    if metric == "esparse" and (as_str(rec.get("metric_norm")) or "wanda") != keys.get("norm", "wanda"):
+        return False
     return _calibration_ok(as_str(rec.get("calibration")), keys.get("calibration"), local)
 
 

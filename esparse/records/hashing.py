@@ -38,6 +38,8 @@ HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
 #: the tie-break knob came later: its default rule (what every earlier record used) and the seed of a
 #: rule that ignores it stay out of the hash
 DEFAULT_TIE_BREAK = "low_index"
+#: E-Sparse's norm convention came later: its default (what every earlier record used) stays out of the hash
+DEFAULT_NORM = "wanda"
 #: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
 #: configuration has one record whichever preset (or plain override) asked for it
 LABEL_KEYS = ("experiment",)
@@ -68,6 +70,9 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
             else d
             for name, d in view["data"].items()
         }
+    metric = view.get("metric")
+    if isinstance(metric, Mapping) and metric.get("norm") == DEFAULT_NORM:
+        view["metric"] = {k: x for k, x in metric.items() if k != "norm"}
     if isinstance(view.get("pattern"), Mapping):
         pat = dict(view["pattern"])
         if pat.get("tie_break", DEFAULT_TIE_BREAK) != "random":
