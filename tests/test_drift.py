@@ -23,7 +23,7 @@ ENV = {
 }
 
 
-def record(h: str = "a1b2c3d4e5f6", ppl: float = 178.0, **env) -> dict:
+def record(h: str = "a1b2c3d4e5f6", ppl: float = 178.0, seed: int = 0, **env) -> dict:
     return {
         "config_hash": h,
         "status": "done",
@@ -32,7 +32,7 @@ def record(h: str = "a1b2c3d4e5f6", ppl: float = 178.0, **env) -> dict:
             "metric": {"name": "wanda"},
             "pattern": {"name": "2:4"},
             "shuffle": {"name": "none"},
-            "calibration": {"seed": 0},
+            "calibration": {"seed": seed},
         },  # fmt: skip
         "metrics": {"ppl/bundled_wiki": ppl, "sparsity/actual": 0.5, "permutation/seconds": 1.0},
         "env": {**copy.deepcopy(ENV), **env},
@@ -170,3 +170,90 @@ def test_files_that_are_not_records_are_named_not_skipped_or_fatal(tmp_path, cap
     assert f"- {runs / 'bbbbbbbbbbbb.json'}: its 'metrics' is a list, not an object" in out
     assert f"- {runs / 'cccccccccccc.json'}: not valid JSON (" in out and "truncated?" in out
     assert f"- {runs / 'dddddddddddd.json'}: its config_hash 'eeeeeeeeeeee' is not its file name's" in out
+
+
+XEON = {"model": "Intel Xeon", "torch_capability": "AVX512", "isa": ["avx2", "avx512f"], "blas": "mkl"}
+
+
+def _cell(tmp_path, values: list[float]) -> Path:
+    """A reference cell: one record per calibration seed (seed i holds values[i]), seed 0 under hash
+    ``aaaaaaaaaaaa``; returns the reference folder."""
+    ref_dir = tmp_path / "reference" / "runs"
+    for i, v in enumerate(values):
+        _write(ref_dir, record("aaaaaaaaaaaa" if i == 0 else f"{i:012x}", v, seed=i))
+    return ref_dir
+
+
+def test_across_machines_a_29_percent_move_beyond_3_seed_sd_is_drift(tmp_path):
+    ref_dir = _cell(tmp_path, [178.0, 180.0, 176.0, 179.0, 177.0])  # mean 178, sd sqrt(2.5) = 1.58
+    _write(tmp_path / "runs", record("aaaaaaaaaaaa", 178.0 * 1.29, cpu=XEON))
+    (c,) = drift.audit(tmp_path / "runs", ref_dir).comparisons
+    assert c.other_machine and not c.exact_required
+    assert c.metrics[0][3] < drift.DEFAULT_RTOL  # 0.29 / 1.29 = 0.22: the blanket rtol passed it
+    assert not c.ok
+    sd = math.sqrt(2.5)
+    assert c.sd_distance("ppl/bundled_wiki", 178.0 * 1.29) == pytest.approx(178.0 * 0.29 / sd)  # 32.6 sd
+    assert c.verdict == (
+        "DRIFT (beyond 3 sd of the reference cell's seed spread: ppl/bundled_wiki: "
+        "32.6 sd from the seed mean 178.0 ± 1.6 (n=5))"
+    )
+    # the other pruned metrics and dense quantities keep their tolerances across machines
+    assert c.tolerance("sparsity/actual") == drift.DEFAULT_RTOL and c.by_seeds("sparsity/actual") is None
+    assert c.by_seeds("dense/ppl/bundled_wiki") is None and c.tolerance("dense/ppl/bundled_wiki") == drift.DENSE_RTOL
+
+
+def test_across_machines_a_value_within_2_sd_passes_and_says_how_far(tmp_path, capsys):
+    # seeds 170, 175, 180, 185, 190: mean 180, sample sd sqrt((100 + 25 + 0 + 25 + 100) / 4) = 7.906;
+    # 192 lies (192 - 180) / 7.906 = 1.52 sd from the mean (and 12.9 % from the seed-0 reference)
+    ref_dir = _cell(tmp_path, [170.0, 175.0, 180.0, 185.0, 190.0])
+    _write(tmp_path / "runs", record("aaaaaaaaaaaa", 192.0, cpu=XEON))
+    (c,) = drift.audit(tmp_path / "runs", ref_dir).comparisons
+    assert c.ok and c.sd_distance("ppl/bundled_wiki", 192.0) == pytest.approx(12 / math.sqrt(62.5))
+    said = "ppl/bundled_wiki: 1.5 sd from the seed mean 180.0 ± 7.9 (n=5)"
+    assert c.verdict == f"within 3 sd of the reference cell's seed spread ({said})"
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert said in out and "cpu.model: AMD EPYC -> Intel Xeon" in out
+    assert "| 1.5 sd from the seed mean 180.0 ± 7.9 (n=5) |" in out  # the metric row says what judged it
+
+
+def test_across_machines_a_cell_of_two_seeds_falls_back_to_rtol_and_says_so(tmp_path, capsys):
+    ref_dir = _cell(tmp_path, [178.0, 179.0])
+    _write(tmp_path / "runs", record("aaaaaaaaaaaa", 178.0 * 1.2, cpu=XEON))  # rel 0.2 / 1.2 = 0.167
+    (c,) = drift.audit(tmp_path / "runs", ref_dir).comparisons
+    assert c.other_machine and c.by_seeds("ppl/bundled_wiki") is None and c.ok
+    assert c.verdict == "within rtol 0.3 pruned / 0.0001 dense; another machine, fewer than 3 seeds: rtol 0.3 (n=2)"
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 0
+    capsys.readouterr()
+    assert (
+        analysis_main(["drift", "--results", str(tmp_path), "--strict", "--rtol", "0.1"]) == 1
+    )  # --rtol: the fallback
+    assert "DRIFT (beyond rtol 0.1 pruned / 0.0001 dense; another machine, fewer than 3 seeds: rtol 0.1 (n=2))" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_same_machine_stays_bit_exact_whatever_the_seed_spread(tmp_path):
+    ref_dir = _cell(tmp_path, [170.0, 175.0, 180.0, 185.0, 190.0])
+    _write(tmp_path / "runs", record("aaaaaaaaaaaa", 170.0 + 1e-9))
+    (c,) = drift.audit(tmp_path / "runs", ref_dir).comparisons
+    assert c.exact_required and not c.ok and c.verdict == "DRIFT (bit-exact required)"
+
+
+def test_seed_cells_group_the_reference_records_as_the_config_hash_does():
+    from esparse.records.hashing import config_hash
+
+    refs, _ = drift.read_done(Path(__file__).parents[1] / "results/reference/runs")
+
+    def esparse_cell(cfg: dict) -> str:
+        cfg = copy.deepcopy(cfg)
+        if isinstance(cfg.get("calibration"), dict):
+            cfg["calibration"]["seed"] = None
+        return config_hash(cfg)
+
+    ours, theirs = {}, {}
+    for h, rec in refs.items():
+        ours.setdefault(drift.seedless_key(rec["config"]), set()).add(h)
+        theirs.setdefault(esparse_cell(rec["config"]), set()).add(h)
+    assert sorted(map(sorted, ours.values())) == sorted(map(sorted, theirs.values()))
+    assert max(len(v) for v in ours.values()) >= 3  # some committed cells hold several seeds

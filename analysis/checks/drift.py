@@ -12,6 +12,14 @@ and device. Otherwise they agree when every metric is within a relative toleranc
 (``DENSE_RTOL``), while anything downstream of a mask is not: a last-bit change of one score flips a
 near-tied keep/prune decision and the pruned model moves by percents (``DEFAULT_RTOL``). Timings are
 not results: keys naming seconds or benches are skipped.
+
+Where the *machine* differs (``analysis.records.machine``: GPU name, or CPU model and kernel level),
+a pruned perplexity is another draw of the same noise the calibration seed makes, so it is judged by
+that noise as measured: against the reference *cell*, the committed reference records of the same
+config but for ``calibration.seed`` (``seedless_key``). With at least ``MIN_SEEDS`` seeds there it is
+within tolerance iff it lies within ``SEED_SDS`` sample standard deviations of their mean, and the
+report says how many it lies from it; with fewer, ``DEFAULT_RTOL`` (``--rtol``) is the fallback and
+the verdict says so.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.records import machine
+from analysis.stats import seeds
+
 #: relative tolerance of pruned results across environments that may legitimately differ: 3x the
 #: 10.1 % a change of CPU (AMD EPYC, AVX2 -> Intel Xeon, AVX512) moved the CI reference's 2:4
 #: perplexity under one lock (docs/reproducibility.md)
@@ -31,6 +42,12 @@ DEFAULT_RTOL = 0.3
 #: relative tolerance of dense-model quantities there: 5x the 1.9e-5 the same change moved Gemma's
 #: dense perplexity
 DENSE_RTOL = 1e-4
+#: across machines, a pruned perplexity may lie this many seed standard deviations from its cell's seed mean
+SEED_SDS = 3.0
+#: ... where the reference cell holds at least this many calibration seeds (else the rtol fallback)
+MIN_SEEDS = 3
+#: the pruned-model perplexities (and their interval bounds) the seed rule judges; ``dense/...`` never
+SEED_JUDGED = re.compile(r"^ppl(_lo|_hi)?/")
 #: metric keys that are measurements of time, not results
 UNTIMED = re.compile(r"seconds|^bench/|latency|throughput|_ms$")
 #: provenance fields that change float results; equal on both sides => bit-exact is required
@@ -45,6 +62,75 @@ REPORTED_FIELDS = (
     "cpu.torch_capability", "cpu.isa", "cpu.blas", "device", "gpu.name", "gpu.driver", "cuda",
     "numeric_env", "git_sha",
 )  # fmt: skip
+
+
+#: config keys that change no number (esparse.records.hashing.NON_SEMANTIC_KEYS; analysis imports no
+#: esparse, tests/test_drift.py holds the grouping equal to the hash's)
+NON_SEMANTIC_KEYS = ("results_dir", "save_dir", "save_format", "offload", "activations_on", "device_map", "logger",
+                     "force", "paths", "hydra", "progress", "keep_pruned", "stages_note", "experiment")  # fmt: skip
+#: keys esparse's hash leaves out while they hold these defaults (esparse.records.hashing._hash_view)
+_NEUTRAL_BENCH = {"device": None, "memory_dtype_bytes": 2, "e2e_batch_sizes": [1, 8, 16, 64],
+                  "prompt_len": 128, "gen_len": 32}  # fmt: skip
+_LEGACY_PIQA_DATA_DIR = "../shared/data/piqa"
+
+
+def seedless_key(cfg: Mapping[str, Any]) -> str:
+    """The reference cell a config belongs to: its semantic config, the hash-neutral defaults put
+    back as esparse's config hash sees them, with ``calibration.seed`` set to null. Two records share
+    it iff they are the same experiment but for the calibration seed."""
+    view: dict[str, Any] = {k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}
+    if isinstance(view.get("calibration"), Mapping):
+        view["calibration"] = {**view["calibration"], "seed": None}
+    ev = view.get("eval")
+    zs = ev.get("zeroshot") if isinstance(ev, Mapping) else None
+    if isinstance(zs, Mapping) and "data_dir" in zs and zs["data_dir"] is None:
+        view["eval"] = {**ev, "zeroshot": {**zs, "data_dir": _LEGACY_PIQA_DATA_DIR}}
+    if isinstance(view.get("data"), Mapping):
+        view["data"] = {
+            n: {k: v for k, v in d.items() if not (k == "split_percent" and v is None)} if isinstance(d, Mapping) else d
+            for n, d in view["data"].items()
+        }
+    metric = view.get("metric")
+    if isinstance(metric, Mapping) and metric.get("norm") == "wanda":
+        view["metric"] = {k: v for k, v in metric.items() if k != "norm"}
+    if isinstance(view.get("pattern"), Mapping):
+        pat = dict(view["pattern"])
+        if pat.get("tie_break", "low_index") != "random":
+            pat.pop("tie_seed", None)
+        if pat.get("tie_break") == "low_index":
+            pat.pop("tie_break")
+        view["pattern"] = pat
+    if isinstance(view.get("bench"), Mapping):
+        view["bench"] = {
+            k: v
+            for k, v in view["bench"].items()
+            if not (k in _NEUTRAL_BENCH and (list(v) if isinstance(v, (list, tuple)) else v) == _NEUTRAL_BENCH[k])
+        }
+    return json.dumps(view, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _seed(rec: Mapping[str, Any]) -> int | None:
+    cal = (rec.get("config") or {}).get("calibration")
+    s = cal.get("seed") if isinstance(cal, Mapping) else None
+    return int(s) if isinstance(s, (int, float)) and not isinstance(s, bool) else None
+
+
+def reference_cells(refs: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """{seedless_key: the reference records of that cell, one per calibration seed}."""
+    out: dict[str, dict[int | None, Mapping[str, Any]]] = {}
+    for rec in refs:
+        out.setdefault(seedless_key(rec.get("config") or {}), {}).setdefault(_seed(rec), rec)
+    return {k: list(v.values()) for k, v in out.items()}
+
+
+def seed_summary(cell: Iterable[Mapping[str, Any]], key: str) -> seeds.Summary:
+    """The value of ``key`` on each seed of a reference cell that recorded it (a number)."""
+    values = {}
+    for rec in cell:
+        s, v = _seed(rec), (rec.get("metrics") or {}).get(key)
+        if s is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            values[s] = float(v)
+    return seeds.summarize(values)
 
 
 def _get(env: Mapping[str, Any], dotted: str) -> Any:
@@ -108,15 +194,49 @@ class Comparison:
     added: list[str] = field(default_factory=list)  # metrics the reference predates: reported, not drift
     env: list[str] = field(default_factory=list)
     label: str = ""
+    other_machine: bool = False  # the records name different machines: pruned perplexities meet the seed rule
+    #: per pruned perplexity key, the reference cell's values over calibration seeds (set where other_machine)
+    seed_cells: dict[str, seeds.Summary] = field(default_factory=dict)
+    sds: float = SEED_SDS
 
     def tolerance(self, key: str) -> float:
+        """The relative tolerance of ``key`` (not used where ``by_seeds(key)``)."""
         if self.exact_required:
             return 0.0
         return self.dense_rtol if self.dense or key.startswith("dense/") else self.rtol
 
+    def by_seeds(self, key: str) -> seeds.Summary | None:
+        """The seed spread ``key`` is judged by, or None where a tolerance judges it."""
+        if self.exact_required or self.dense or not self.other_machine or not SEED_JUDGED.match(key):
+            return None
+        cell = self.seed_cells.get(key)
+        return cell if cell is not None and cell.n >= MIN_SEEDS else None
+
+    def sd_distance(self, key: str, value: float) -> float:
+        """How many seed standard deviations ``value`` lies from the cell's seed mean (inf for no spread)."""
+        cell = self.by_seeds(key)
+        if cell is None:
+            raise ValueError(f"{key} is not judged by a seed spread")
+        off = abs(value - cell.mean)
+        return off / cell.std if cell.std > 0 else (0.0 if off == 0 else math.inf)
+
+    def within(self, key: str, a: float | None, b: float | None, rel: float) -> bool:
+        if a is None or b is None:
+            return False
+        if self.by_seeds(key) is not None:
+            return self.sd_distance(key, b) <= self.sds
+        return rel <= self.tolerance(key)
+
+    def judged(self, key: str, b: float | None) -> str:
+        """How ``key`` was judged, for the report: ``1.4 sd from the seed mean 177.5 ± 9.7 (n=5)``."""
+        cell = self.by_seeds(key)
+        if cell is None or b is None:
+            return "bit-exact" if self.exact_required else f"rtol {self.tolerance(key):g}"
+        return f"{self.sd_distance(key, b):.1f} sd from the seed mean {cell.mean:.1f} ± {cell.std:.1f} (n={cell.n})"
+
     @property
     def ok(self) -> bool:
-        return all(a is not None and b is not None and rel <= self.tolerance(k) for k, a, b, rel in self.metrics)
+        return all(self.within(k, a, b, rel) for k, a, b, rel in self.metrics)
 
     @property
     def verdict(self) -> str:
@@ -125,15 +245,39 @@ class Comparison:
         if self.exact_required:
             return "DRIFT (bit-exact required)"
         tol = f"rtol {self.rtol:g} pruned / {self.dense_rtol:g} dense"
+        judged = [(k, b) for k, _, b, _ in self.metrics if b is not None and self.by_seeds(k) is not None]
+        if judged:  # another machine and a cell with enough seeds: the measured noise decides
+            rule = f"{self.sds:g} sd of the reference cell's seed spread"
+            beyond = [(k, b) for k, b in judged if self.sd_distance(k, b) > self.sds]
+            said = "; ".join(f"{k}: {self.judged(k, b)}" for k, b in (beyond or judged))
+            if self.ok:
+                return f"within {rule} ({said})"
+            others = [
+                f"{k} {'missing' if b is None else 'beyond ' + tol}"
+                for k, a, b, rel in self.metrics
+                if (k, b) not in judged and not self.within(k, a, b, rel)
+            ]
+            head = f"beyond {rule}: {said}" if beyond else f"within {rule}"
+            return f"DRIFT ({'; '.join([head, *others])})"
+        if self.other_machine and not self.dense and any(SEED_JUDGED.match(k) for k, *_ in self.metrics):
+            n = max((c.n for k, c in self.seed_cells.items() if SEED_JUDGED.match(k)), default=0)
+            tol += f"; another machine, fewer than {MIN_SEEDS} seeds: rtol {self.rtol:g} (n={n})"
         return f"within {tol}" if self.ok else f"DRIFT (beyond {tol})"
 
 
 def compare(
-    ref: Mapping[str, Any], yours: Mapping[str, Any], rtol: float = DEFAULT_RTOL, dense_rtol: float = DENSE_RTOL
+    ref: Mapping[str, Any],
+    yours: Mapping[str, Any],
+    rtol: float = DEFAULT_RTOL,
+    dense_rtol: float = DENSE_RTOL,
+    cell: Iterable[Mapping[str, Any]] | None = None,
 ) -> Comparison:
-    """Every result metric of two records of one config: the ones that differ, and why they may."""
+    """Every result metric of two records of one config: the ones that differ, and why they may.
+    ``cell``: the reference records of the config but for its calibration seed (``reference_cells``;
+    default: ``ref`` alone), whose spread judges pruned perplexities where the machines differ."""
     ref_env, env = ref.get("env") or {}, yours.get("env") or {}
     pattern = (ref.get("config") or {}).get("pattern")
+    cell = [ref] if cell is None else list(cell)
     c = Comparison(
         config_hash=str(ref.get("config_hash")),
         exact_required=exact_expected(ref_env, env),
@@ -142,6 +286,7 @@ def compare(
         dense=isinstance(pattern, Mapping) and pattern.get("name") == "dense",
         env=env_differences(ref_env, env),
         label=_label(ref.get("config") or {}),
+        other_machine=machine(ref_env) != machine(env),
     )
     a, b = _numeric(ref.get("metrics") or {}), _numeric(yours.get("metrics") or {})
     c.compared = len(set(a))
@@ -153,6 +298,8 @@ def compare(
             c.metrics.append((k, va, vb, math.inf))
         elif va != vb and not (math.isnan(va) and math.isnan(vb)):
             c.metrics.append((k, va, vb, rel_diff(va, vb)))
+    if c.other_machine and not c.exact_required:
+        c.seed_cells = {k: seed_summary(cell, k) for k in a if SEED_JUDGED.match(k)}
     return c
 
 
@@ -228,12 +375,14 @@ def audit(
     """Compare every done record in ``runs`` with the reference record of the same hash."""
     (ref, bad_ref), (yours, bad_yours) = read_done(Path(reference)), read_done(Path(runs))
     keep = set(only) if only is not None else None
+    cells = reference_cells(ref.values())
     comps, unmatched = [], []
     for h, rec in sorted(yours.items()):
         if keep is not None and h not in keep:
             continue
         if h in ref:
-            comps.append(compare(ref[h], rec, rtol, dense_rtol))
+            cell = cells.get(seedless_key(ref[h].get("config") or {}))
+            comps.append(compare(ref[h], rec, rtol, dense_rtol, cell))
         else:
             unmatched.append(f"{h} ({_label(rec.get('config') or {})})")
     return Audit(comps, unmatched, bad_yours + bad_ref)
@@ -256,10 +405,13 @@ def to_markdown(a: Audit) -> str:
             f"{len(c.metrics)} differ); provenance that differs: {env}"
             + (f"; new since the reference: {', '.join(c.added)}" if c.added else "")
         )
-    rows = [(c.config_hash, k, va, vb, rel) for c in a.comparisons for k, va, vb, rel in c.metrics]
+    rows = [(c, k, va, vb, rel) for c in a.comparisons for k, va, vb, rel in c.metrics]
     if rows:
-        lines += ["", "| config | metric | reference | yours | rel. diff |", "|---|---|---|---|---|"]
-        lines += [f"| `{h}` | {k} | {_fmt(va)} | {_fmt(vb)} | {rel:.3g} |" for h, k, va, vb, rel in rows]
+        lines += ["", "| config | metric | reference | yours | rel. diff | judged by |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"| `{c.config_hash}` | {k} | {_fmt(va)} | {_fmt(vb)} | {rel:.3g} | {c.judged(k, vb)} |"
+            for c, k, va, vb, rel in rows
+        ]
     if a.unmatched:
         lines += ["", "Records of yours with no reference record of the same config:", ""]
         lines += [f"- {u}" for u in a.unmatched]
