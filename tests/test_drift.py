@@ -257,3 +257,10 @@ def test_seed_cells_group_the_reference_records_as_the_config_hash_does():
         theirs.setdefault(esparse_cell(rec["config"]), set()).add(h)
     assert sorted(map(sorted, ours.values())) == sorted(map(sorted, theirs.values()))
     assert max(len(v) for v in ours.values()) >= 3  # some committed cells hold several seeds
+    # hash-neutral spellings of one config share a cell; the seed alone is dropped, nothing else
+    cfg = record(seed=3)["config"]
+    spelled = copy.deepcopy(cfg)
+    spelled["metric"]["norm"], spelled["shuffle"]["share"] = "wanda", "group"
+    spelled.update(experiment="a_preset", results_dir="/elsewhere")
+    assert drift.seedless_key(spelled) == drift.seedless_key(cfg) == drift.seedless_key(record(seed=0)["config"])
+    assert drift.seedless_key({**cfg, "pattern": {"name": "4:8"}}) != drift.seedless_key(cfg)

@@ -93,6 +93,9 @@ def seedless_key(cfg: Mapping[str, Any]) -> str:
     metric = view.get("metric")
     if isinstance(metric, Mapping) and metric.get("norm") == "wanda":
         view["metric"] = {k: v for k, v in metric.items() if k != "norm"}
+    shuffle = view.get("shuffle")
+    if isinstance(shuffle, Mapping) and shuffle.get("share") == "group":  # the permutation's sharing: its default
+        view["shuffle"] = {k: v for k, v in shuffle.items() if k != "share"}
     if isinstance(view.get("pattern"), Mapping):
         pat = dict(view["pattern"])
         if pat.get("tie_break", "low_index") != "random":
