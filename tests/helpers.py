@@ -43,6 +43,32 @@ def tiny_overrides(model_dir: Path, corpus: Path, results: Path, cache: Path) ->
     ]
 
 
+def tiny_cfg(model_dir: Path, corpus: Path, tmp_path: Path) -> dict:
+    """The composed config of a tiny run (``tiny_overrides``) writing under ``tmp_path`` (results/, cache/)."""
+    return compose_cfg(tiny_overrides(model_dir, corpus, tmp_path / "results", tmp_path / "cache"))
+
+
+def record_path_of(cfg: dict) -> Path:
+    """Where a run of ``cfg`` writes its record."""
+    from esparse.records import hashing, store
+    from esparse.run.config import normalize
+
+    c = normalize(cfg)
+    return store.record_path(c["results_dir"], hashing.config_hash(c))
+
+
+def preflight_overrides(model_dir: Path, corpus: Path, tmp_path: Path, monkeypatch) -> list[str]:
+    """``tiny_overrides`` under ``tmp_path``, with ``esparse.models.load_model`` replaced by a function
+    that fails the test: a problem found after the model loads is a problem found too late."""
+    import esparse.models as models
+
+    def too_late(*a, **k):
+        raise AssertionError("the model was loaded before the problem was found")
+
+    monkeypatch.setattr(models, "load_model", too_late)
+    return tiny_overrides(model_dir, corpus, tmp_path / "results", tmp_path / "cache")
+
+
 def wandb_history(run_file: Path) -> list[dict[str, str]]:
     """The history steps of an offline W&B run file (``run-<id>.wandb``): its records are W&B's
     protobuf ``Record``s in LevelDB's log framing (32 KiB blocks, 7-byte chunk headers), after a

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import compose_cfg, tiny_overrides
+from helpers import compose_cfg, preflight_overrides
 
 from esparse.models import hub
 from esparse.run import preflight_tasks
@@ -19,13 +19,7 @@ from esparse.run.record import pattern_label
 
 @pytest.fixture
 def overrides(tiny_model_dir, text_corpus, tmp_path, monkeypatch):
-    import esparse.models as models
-
-    def too_late(*a, **k):
-        raise AssertionError("the model was loaded before the problem was found")
-
-    monkeypatch.setattr(models, "load_model", too_late)
-    return tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    return preflight_overrides(tiny_model_dir, text_corpus, tmp_path, monkeypatch)
 
 
 def _fails(overrides: list[str], *expected: str) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, compose_cfg, tiny_overrides
+from helpers import ROOT, compose_cfg, preflight_overrides, tiny_overrides
 
 from esparse.run import preflight
 from esparse.run.config import ConfigError
@@ -17,13 +17,7 @@ from esparse.run.pipeline import run
 
 @pytest.fixture
 def overrides(tiny_model_dir, text_corpus, tmp_path, monkeypatch):
-    import esparse.models as models
-
-    def too_late(*a, **k):
-        raise AssertionError("the model was loaded before the problem was found")
-
-    monkeypatch.setattr(models, "load_model", too_late)
-    return tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    return preflight_overrides(tiny_model_dir, text_corpus, tmp_path, monkeypatch)
 
 
 def _problems(overrides: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import compose_cfg, tiny_overrides
+from helpers import record_path_of, tiny_cfg
 
 from esparse.records import claims, hashing, store
 from esparse.run.config import normalize
@@ -19,12 +19,7 @@ from esparse.run.pipeline import run
 
 @pytest.fixture
 def cfg(tiny_model_dir, text_corpus, tmp_path):
-    return compose_cfg(tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache"))
-
-
-def _path(cfg):
-    c = normalize(cfg)
-    return store.record_path(c["results_dir"], hashing.config_hash(c))
+    return tiny_cfg(tiny_model_dir, text_corpus, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +28,7 @@ def _path(cfg):
     ids=["not-utf8", "not-an-object", "truncated", "directory"],
 )
 def test_unreadable_record_is_moved_aside_and_recomputed(cfg, bad, caplog):
-    path = _path(cfg)
+    path = record_path_of(cfg)
     path.parent.mkdir(parents=True)
     if bad == "directory":
         path.mkdir()
@@ -67,7 +62,7 @@ def test_stale_claim_of_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_a_point_claimed_by_a_live_process_is_skipped(cfg):
-    path = _path(cfg)
+    path = record_path_of(cfg)
     path.parent.mkdir(parents=True)
     claims.lock_path(path).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
     assert run(cfg) is None
@@ -82,7 +77,7 @@ def _fake_done(cfg, **fields) -> dict:
 
 
 def test_another_configs_record_under_this_hash_is_moved_aside_and_recomputed(cfg, caplog):
-    path = _path(cfg)
+    path = record_path_of(cfg)
     other = _fake_done({**cfg, "metric": {"name": "magnitude", "reconstruct": False}})
     assert other["config_hash"] != path.stem
     path.parent.mkdir(parents=True)
@@ -105,7 +100,7 @@ def test_another_configs_record_under_this_hash_is_moved_aside_and_recomputed(cf
     ids=["metrics-list", "unknown-status", "stages-not-a-list"],
 )
 def test_a_malformed_done_record_is_moved_aside_not_trusted(cfg, caplog, fields, why):
-    path = _path(cfg)
+    path = record_path_of(cfg)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(_fake_done(cfg, **fields)))
     rec = run(cfg)

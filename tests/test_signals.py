@@ -13,9 +13,9 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, compose_cfg, tiny_overrides
+from helpers import ROOT, compose_cfg, record_path_of, tiny_cfg, tiny_overrides
 
-from esparse.records import claims, hashing, store
+from esparse.records import claims
 from esparse.run.config import normalize
 from esparse.run.pipeline import run
 
@@ -36,12 +36,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 @pytest.fixture
 def cfg(tiny_model_dir, text_corpus, tmp_path):
-    return compose_cfg(tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache"))
-
-
-def _path(cfg):
-    c = normalize(cfg)
-    return store.record_path(c["results_dir"], hashing.config_hash(c))
+    return tiny_cfg(tiny_model_dir, text_corpus, tmp_path)
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["SIGTERM", "SIGHUP"])
@@ -65,7 +60,7 @@ def test_a_signal_mid_prune_ends_the_record_interrupted_and_releases_the_claim(
     assert "Traceback" not in out
     (hint,) = [ln for ln in out.splitlines() if "interrupted by" in ln]
     assert f"interrupted by {sig.name}" in hint and "re-run the same command to resume" in hint
-    rec = json.loads(_path(compose_cfg(over)).read_text())
+    rec = json.loads(record_path_of(compose_cfg(over)).read_text())
     assert rec["status"] == "interrupted"
     assert rec["interrupted"]["by"] == sig.name and rec["interrupted"]["stage"] == "prune"
     assert not list((tmp_path / "results" / "runs").glob("*.lock"))
@@ -83,7 +78,7 @@ def test_an_interrupted_record_is_resumed_by_the_same_command(cfg, monkeypatch):
     monkeypatch.setattr(cal, "prune", stopped)
     with pytest.raises(Interrupted):
         run(cfg)
-    path = _path(cfg)
+    path = record_path_of(cfg)
     stopped_rec = json.loads(path.read_text())
     assert stopped_rec["status"] == "interrupted"
     assert (stopped_rec["interrupted"]["by"], stopped_rec["interrupted"]["stage"]) == ("SIGTERM", "prune")
@@ -138,7 +133,7 @@ def test_a_held_lock_gets_a_heartbeat_and_is_removed_on_release(tmp_path, monkey
 @pytest.mark.parametrize("status", ["running", "interrupted"])
 def test_an_unfinished_record_whose_lock_is_left_over_is_recomputed(cfg, status):
     """A run killed (-9) or on a host that died leaves a record and its lock: not skipped forever."""
-    path = _path(cfg)
+    path = record_path_of(cfg)
     c = normalize(cfg)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"config": c, "config_hash": path.stem, "status": status, "metrics": {}}))
