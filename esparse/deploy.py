@@ -59,6 +59,8 @@ def deploy(
             names = [f"{prefix}.{p}" for p in groups[consumer]]
             if not all(n in permutations for n in names):
                 continue
+            if any(list(map(int, permutations[n])) != list(map(int, permutations[names[0]])) for n in names):
+                continue  # one permutation per linear (shuffle.share=linear): each gathers its own input
             perm = torch.as_tensor(permutations[names[0]], dtype=torch.long)
             for path in groups[producer]:  # producer rows: output channel k becomes perm[k]
                 lin = _get_attr(block, path)

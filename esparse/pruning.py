@@ -43,6 +43,9 @@ class PruneSpec:
     reconstruct: bool = scores.RECONSTRUCT.default
     shuffle: str = "none"
     shuffle_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: one input permutation per shared-input group (``group``: q/k/v share one, deployable by folding,
+    #: RIA app. F.1a) or one per linear (``linear``: as RIA's official code permutes)
+    share: str = "group"
     blocksize: int = DEFAULT_BLOCKSIZE
     percdamp: float = DEFAULT_PERCDAMP
     bins: int = DEFAULT_BINS
@@ -246,6 +249,10 @@ def _prune_group(
     perm_fn,
     report: PruneReport,
 ) -> None:
+    if spec.share == "linear" and perm_fn is not None and len(group) > 1:  # each linear its own permutation
+        for member in group:
+            _prune_group(prefix, [member], stats, spec, score_fn, perm_fn, report)
+        return
     pattern = spec.pattern
     c = group[0][1].in_features
     if pattern.kind == "nm" and c % pattern.m:

@@ -37,6 +37,8 @@ def test_default_config_is_valid():
         (["stages=[prune,evaluate]"], "stages: 'evaluate'"),
         (["metric.form=beta"], "metric.form: 'beta'"),
         (["metric.alpha=-1"], "metric.alpha: -1"),
+        (["metric.norm=l3"], "metric.norm: 'l3'"),
+        (["shuffle=ria_cp_lsa", "shuffle.share=block"], "shuffle.share: 'block' is not one of ['group', 'linear']"),
         (["pattern.tie_break=coin"], "pattern.tie_break/tie_seed ('coin'"),
         (["pattern.tie_break=random", "pattern.tie_seed=0.5"], "tie_seed must be an integer, got 0.5"),
         (["eval.zeroshot.tasks=[piqa_local]", "eval.zeroshot.batch_size=0"], "eval.zeroshot.batch_size"),

@@ -116,3 +116,11 @@ def test_esparse_norm_is_hashed_only_off_its_default():
     same = normalize(compose_cfg(["metric=esparse", "metric.norm=wanda"]))
     l2 = normalize(compose_cfg(["metric=esparse", "metric.norm=l2"]))
     assert config_hash(base) == config_hash(same) == EXPECTED["(default)"] != config_hash(l2)
+
+
+def test_shuffle_share_is_hashed_only_off_its_default():
+    base = normalize(compose_cfg(["shuffle=ria_cp_lsa"]))
+    del base["shuffle"]["share"]  # as a record made before the knob stored it
+    group = normalize(compose_cfg(["shuffle=ria_cp_lsa"]))
+    linear = normalize(compose_cfg(["shuffle=ria_cp_lsa", "shuffle.share=linear"]))
+    assert config_hash(base) == config_hash(group) != config_hash(linear)

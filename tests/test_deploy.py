@@ -82,3 +82,23 @@ def test_save_load_roundtrip_and_tamper(tmp_path, tokenizer):
     save_file(state, f, metadata={"format": "pt"})
     with pytest.raises(ValueError, match=r"model\.layers\.1\.mlp\.up_proj"):
         load_pruned(tmp_path / "ckpt")
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_opt], ids=["llama", "opt"])
+def test_one_permutation_per_linear_deploys_with_equal_logits(make):
+    """shuffle.share=linear (RIA's code): q, k and v each get their own input permutation, so they
+    cannot share one folded order; each gathers its own input and the logits stay those of the mask."""
+    model = make()
+    calib = torch.randint(0, 128, (4, 16), generator=torch.Generator().manual_seed(0))
+    spec = PruneSpec("wanda", Pattern.parse("2:4"), shuffle="ria_cp_lsa", share="linear")
+    perms = prune_model(model, calib, spec, progress=False).layer_permutations()
+    q, k = "self_attn.q_proj", "self_attn.k_proj"  # the same names in both families
+    assert any(perms[f"{p}.{q}"] != perms[f"{p}.{k}"] for p in {n.rsplit(".self_attn", 1)[0] for n in perms if q in n})
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        how = deploy(model, perms)
+        out = model(input_ids=ids).logits
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert all(v == "index_select" for k_, v in how.items() if q in k_)
+    assert check_weights(deployed_weights(model), "2:4").ok

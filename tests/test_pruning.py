@@ -89,3 +89,28 @@ def test_nonfinite_activations_named():
         model.model.layers[1].input_layernorm.weight[0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"model\.layers\.1\.self_attn\.q_proj"):
         prune_model(model, _calib(), PruneSpec("wanda", Pattern.parse("2:4")), progress=False)
+
+
+def test_one_permutation_per_linear_keeps_at_least_the_groups_retained_score_on_every_linear():
+    """shuffle.share=linear gives each linear of a shared-input group its own permutation, chosen on
+    its own score: on every linear it keeps at least what the group's shared permutation keeps."""
+    from esparse import permutation, scores
+
+    calib = _calib()
+    model = tiny_llama(intermediate_size=128)  # the unpruned weights (the same seed as the pruned copies)
+
+    def perms(share: str) -> dict[str, list[int]]:
+        spec = PruneSpec("magnitude", Pattern.parse("2:4"), shuffle="ria_cp_lsa", share=share)
+        return prune_model(tiny_llama(intermediate_size=128), calib, spec, progress=False).layer_permutations()
+
+    group_perms, linear_perms = perms("group"), perms("linear")
+    assert set(group_perms) == set(linear_perms)
+    for name, lin in _linears(model):
+        if name not in linear_perms:
+            continue
+        s = scores.get("magnitude")(lin.weight.data, None)
+        own = permutation.retained_score(s, 2, 4, torch.as_tensor(linear_perms[name]))
+        shared = permutation.retained_score(s, 2, 4, torch.as_tensor(group_perms[name]))
+        assert own >= shared * (1 - 1e-6), name
+    q = [n for n in linear_perms if n.endswith("q_proj")]
+    assert any(linear_perms[n] != linear_perms[n.replace("q_proj", "k_proj")] for n in q)

@@ -34,7 +34,7 @@ def _communities(num_groups: int, k: int, sweep: int) -> list[Tensor]:
 
 @register("ria_cp_lsa")
 def _ria_cp_lsa(
-    score: Tensor, n: int, m: int, communities: int | None = None, sweeps: int = 1, community_size: int = 32
+    score: Tensor, n: int, m: int, communities: int | None = None, sweeps: int = 1, community_size: int = 64
 ) -> Tensor:
     """RIA CP + linear sum assignment, per in-group position.
 

@@ -40,6 +40,8 @@ HASH_NEUTRAL_DATA_KEYS = ("split_percent",)
 DEFAULT_TIE_BREAK = "low_index"
 #: E-Sparse's norm convention came later: its default (what every earlier record used) stays out of the hash
 DEFAULT_NORM = "wanda"
+#: so did the permutation's sharing: one per shared-input group, what every earlier record did
+DEFAULT_SHARE = "group"
 #: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
 #: configuration has one record whichever preset (or plain override) asked for it
 LABEL_KEYS = ("experiment",)
@@ -73,6 +75,9 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     metric = view.get("metric")
     if isinstance(metric, Mapping) and metric.get("norm") == DEFAULT_NORM:
         view["metric"] = {k: x for k, x in metric.items() if k != "norm"}
+    shuffle = view.get("shuffle")
+    if isinstance(shuffle, Mapping) and shuffle.get("share") == DEFAULT_SHARE:
+        view["shuffle"] = {k: x for k, x in shuffle.items() if k != "share"}
     if isinstance(view.get("pattern"), Mapping):
         pat = dict(view["pattern"])
         if pat.get("tie_break", DEFAULT_TIE_BREAK) != "random":

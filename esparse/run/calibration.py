@@ -62,6 +62,7 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
         raise ConfigError(problems)
     options = scores.get(name).options
     shuffle = dict(require(cfg, "shuffle"))
+    share = shuffle.pop("share", "group")
     return PruneSpec(
         metric=name,
         pattern=Pattern.parse(dict(require(cfg, "pattern"))),
@@ -70,6 +71,7 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
         reconstruct=bool(metric["reconstruct"]),
         shuffle=shuffle.pop("name"),
         shuffle_kwargs={k: v for k, v in shuffle.items() if v is not None},
+        share=share,
         blocksize=int(require(cfg, "reconstruction.blocksize")),
         percdamp=float(require(cfg, "reconstruction.percdamp")),
         **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it

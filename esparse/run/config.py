@@ -110,6 +110,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
             problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
         problems += _metric_types(cfg.get("metric") or {})
         problems += _shuffle_sizes(cfg.get("shuffle") or {}, pattern)
+        share = (cfg.get("shuffle") or {}).get("share", "group")
+        if share not in ("group", "linear"):
+            problems.append(f"shuffle.share: {share!r} is not one of ['group', 'linear']")
         if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
             problems.append(
                 f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
