@@ -13,11 +13,23 @@ from esparse.models import get_adapter
 from esparse.pruning import PruneSpec, prune_model
 
 
-def _pruned(make, shuffle="ria_cp_lsa", vocab=128):
+def _pruned(make, shuffle="ria_cp_lsa", vocab=128, share="group"):
     model = make()
     calib = torch.randint(0, vocab, (4, 16), generator=torch.Generator().manual_seed(0))
-    report = prune_model(model, calib, PruneSpec("wanda", Pattern.parse("2:4"), shuffle=shuffle), progress=False)
-    return model, report
+    spec = PruneSpec("wanda", Pattern.parse("2:4"), shuffle=shuffle, share=share)
+    return model, prune_model(model, calib, spec, progress=False)
+
+
+def _deploy_and_compare(model, perms) -> dict[str, str]:
+    """Deploy in place; the logits must equal the masked model's. Returns how each linear was stored."""
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        ref = model(input_ids=ids).logits
+        how = deploy(model, perms)
+        out = model(input_ids=ids).logits
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    assert check_weights(deployed_weights(model), "2:4").ok
+    return how
 
 
 @pytest.mark.parametrize("make", [tiny_llama, tiny_opt], ids=["llama", "opt"])
@@ -25,17 +37,11 @@ def test_deployed_logits_equal_masked(make):
     model, report = _pruned(make)
     perms = report.layer_permutations()
     assert perms  # the shuffle really permuted something
-    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        ref = model(input_ids=ids).logits
-        # in original order the pattern is generally broken; in stored (deployed) order it is exact
-        how = deploy(model, perms)
-        out = model(input_ids=ids).logits
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    # in original order the pattern is generally broken; in stored (deployed) order it is exact
+    how = _deploy_and_compare(model, perms)
     assert set(how.values()) == {"folded", "index_select"}
     fold_layer = "mlp.down_proj" if make is tiny_llama else "fc2"
     assert all(v == "folded" for k, v in how.items() if k.endswith(fold_layer))
-    assert check_weights(deployed_weights(model), "2:4").ok
     adapter = get_adapter(model)
     o_proj = "self_attn.o_proj" if make is tiny_llama else "self_attn.out_proj"
     assert isinstance(adapter.blocks(model)[0].get_submodule(o_proj), PermutedLinear)
@@ -88,17 +94,9 @@ def test_save_load_roundtrip_and_tamper(tmp_path, tokenizer):
 def test_one_permutation_per_linear_deploys_with_equal_logits(make):
     """shuffle.share=linear (RIA's code): q, k and v each get their own input permutation, so they
     cannot share one folded order; each gathers its own input and the logits stay those of the mask."""
-    model = make()
-    calib = torch.randint(0, 128, (4, 16), generator=torch.Generator().manual_seed(0))
-    spec = PruneSpec("wanda", Pattern.parse("2:4"), shuffle="ria_cp_lsa", share="linear")
-    perms = prune_model(model, calib, spec, progress=False).layer_permutations()
+    model, report = _pruned(make, share="linear")
+    perms = report.layer_permutations()
     q, k = "self_attn.q_proj", "self_attn.k_proj"  # the same names in both families
     assert any(perms[f"{p}.{q}"] != perms[f"{p}.{k}"] for p in {n.rsplit(".self_attn", 1)[0] for n in perms if q in n})
-    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        ref = model(input_ids=ids).logits
-        how = deploy(model, perms)
-        out = model(input_ids=ids).logits
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    how = _deploy_and_compare(model, perms)
     assert all(v == "index_select" for k_, v in how.items() if q in k_)
-    assert check_weights(deployed_weights(model), "2:4").ok
