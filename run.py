@@ -92,6 +92,7 @@ def protocol_line(resolved: dict, overrides: list[str]) -> str:
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     from esparse.evaluation.zeroshot import ZeroShotDataError
+    from esparse.models.arch import ModelMismatchError
     from esparse.models.loading import ModelNotFoundError
     from esparse.run.config import ConfigError
     from esparse.run.data import DataUnavailableError
@@ -116,7 +117,7 @@ def main(cfg: DictConfig) -> None:
     print(protocol_line(resolved, list(HydraConfig.get().overrides.task)), flush=True)
     try:
         record = run(resolved)
-    except (ConfigError, DataUnavailableError, ModelNotFoundError, ZeroShotDataError) as e:
+    except (ConfigError, DataUnavailableError, ModelMismatchError, ModelNotFoundError, ZeroShotDataError) as e:
         if _debug():
             raise
         log.error("%s", e)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analysis.__main__ import main as analysis_main
-from analysis.checks import drift
+from analysis.checks import drift, seed_cells
 
 ENV = {
     "versions": {"torch": "2.13.0+cpu", "transformers": "5.24.0"},
@@ -253,7 +253,7 @@ def test_seed_cells_group_the_reference_records_as_the_config_hash_does():
 
     ours, theirs = {}, {}
     for h, rec in refs.items():
-        ours.setdefault(drift.seedless_key(rec["config"]), set()).add(h)
+        ours.setdefault(seed_cells.seedless_key(rec["config"]), set()).add(h)
         theirs.setdefault(esparse_cell(rec["config"]), set()).add(h)
     assert sorted(map(sorted, ours.values())) == sorted(map(sorted, theirs.values()))
     assert max(len(v) for v in ours.values()) >= 3  # some committed cells hold several seeds
@@ -262,5 +262,9 @@ def test_seed_cells_group_the_reference_records_as_the_config_hash_does():
     spelled = copy.deepcopy(cfg)
     spelled["metric"]["norm"], spelled["shuffle"]["share"] = "wanda", "group"
     spelled.update(experiment="a_preset", results_dir="/elsewhere")
-    assert drift.seedless_key(spelled) == drift.seedless_key(cfg) == drift.seedless_key(record(seed=0)["config"])
-    assert drift.seedless_key({**cfg, "pattern": {"name": "4:8"}}) != drift.seedless_key(cfg)
+    assert (
+        seed_cells.seedless_key(spelled)
+        == seed_cells.seedless_key(cfg)
+        == seed_cells.seedless_key(record(seed=0)["config"])
+    )
+    assert seed_cells.seedless_key({**cfg, "pattern": {"name": "4:8"}}) != seed_cells.seedless_key(cfg)

@@ -110,3 +110,29 @@ def model_arch(name: str) -> dict[str, Any]:
     if name not in archs:
         raise KeyError(f"no model config named {name!r}; known: {', '.join(archs)}")
     return dict(archs[name])
+
+
+#: the fields that make two checkpoints different models (a preset's shapes must equal what loaded)
+IDENTITY_KEYS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "vocab_size")  # fmt: skip
+
+
+class ModelMismatchError(ValueError):
+    """What loaded is not the model the config names: its numbers must not be recorded under that name."""
+
+
+def check_identity(name: str, loaded: Mapping[str, Any] | None) -> None:
+    """Raise :class:`ModelMismatchError` when ``name`` is a configured model (``conf/model/<name>.yaml``)
+    and the architecture actually loaded differs from it, naming both; a model of another name (the
+    user's ``model.name=...``) is its own claim and is not checked."""
+    want = _catalogue().get(name)
+    if want is None or loaded is None:
+        return
+    differ = {k: (want.get(k), loaded.get(k)) for k in IDENTITY_KEYS if want.get(k) != loaded.get(k)}
+    if differ:
+        what = ", ".join(f"{k} {w} vs {g}" for k, (w, g) in differ.items())
+        raise ModelMismatchError(
+            f"model={name}: the model loaded is not {name} ({what}: conf/model/{name}.yaml vs what loaded); "
+            f"name yours with model.name=<name> (its records and tables then say so), or point model.path "
+            f"at a copy of {name}"
+        )

@@ -104,7 +104,17 @@ def _from_pretrained(src: str, dtype: torch.dtype, trust: bool, device_map: Any 
     if tok is None:
         tok = AutoTokenizer.from_pretrained(src, trust_remote_code=trust)
     kw = {"device_map": device_map} if device_map is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(src, dtype=dtype, trust_remote_code=trust, **kw)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        src, dtype=dtype, trust_remote_code=trust, output_loading_info=True, **kw
+    )
+    bad = {k: sorted(info.get(k) or []) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(bad.values()):  # a weight left at its random init (or dropped) would be recorded as the model's
+        what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:4]))}{' ...' if len(v) > 4 else ''}"
+                         for k, v in bad.items() if v)  # fmt: skip
+        raise ModelNotFoundError(
+            f"{src}: its weights do not match its config ({what}); a checkpoint whose "
+            "config and weights disagree is refused, not filled with random weights"
+        )
     return model, tok
 
 

@@ -1,0 +1,40 @@
+"""A record is labelled by what was loaded: a preset's name over another model is refused before any
+pruning, and a checkpoint whose config and weights disagree is refused instead of half random."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import compose_cfg, tiny_overrides
+
+from esparse.models.arch import ModelMismatchError, catalogue, check_identity
+from esparse.models.loading import ModelNotFoundError, load_model
+
+
+def test_a_preset_name_over_another_architecture_names_both():
+    smollm = catalogue()["smollm2_135m"]
+    check_identity("smollm2_135m", smollm)  # itself: fine
+    check_identity("my_model", {**smollm, "num_hidden_layers": 2})  # the user's own name: their claim
+    with pytest.raises(ModelMismatchError, match=r"model=smollm2_135m: .*num_hidden_layers 30 vs 2.*model.name="):
+        check_identity("smollm2_135m", {**smollm, "num_hidden_layers": 2})
+
+
+def test_a_run_of_another_model_under_a_preset_name_fails_before_pruning(tiny_model_dir, text_corpus, tmp_path):
+    from esparse.run.pipeline import run
+
+    overrides = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    overrides = [o for o in overrides if not o.startswith(("model.name=", "model.arch."))]  # smollm2_135m's name
+    with pytest.raises(ModelMismatchError, match="the model loaded is not smollm2_135m"):
+        run(compose_cfg([*overrides, "metric=wanda"]))
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "results" / "runs").glob("*.json")]
+    assert rec["status"] == "failed" and "prune" not in rec["stages_done"]
+
+
+def test_a_checkpoint_whose_config_says_more_layers_than_its_weights_is_refused(tiny_model_dir):
+    cfg_path = tiny_model_dir / "config.json"
+    config = json.loads(cfg_path.read_text())
+    config["num_hidden_layers"] += 1  # one block would be randomly initialised
+    cfg_path.write_text(json.dumps(config))
+    with pytest.raises(ModelNotFoundError, match=r"weights do not match its config \(missing keys: model.layers"):
+        load_model({"path": str(tiny_model_dir), "dtype": "float32", "source": "hub"})
