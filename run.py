@@ -94,6 +94,7 @@ def main(cfg: DictConfig) -> None:
     from esparse.evaluation.zeroshot import ZeroShotDataError
     from esparse.models.arch import ModelMismatchError
     from esparse.models.loading import ModelNotFoundError
+    from esparse.records.store import WriteError
     from esparse.run.config import ConfigError
     from esparse.run.data import DataUnavailableError
     from esparse.run.pipeline import run
@@ -121,6 +122,11 @@ def main(cfg: DictConfig) -> None:
         if _debug():
             raise
         log.error("%s", e)
+        sys.exit(2)
+    except WriteError as e:  # a full disk or no permission: the path and the key that chose it
+        if _debug():
+            raise
+        log.error("%s (the record keeps what finished; free space or choose another place, then re-run)", e)
         sys.exit(2)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP (esparse.run.record.Interrupted)
         if _debug():

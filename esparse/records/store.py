@@ -25,6 +25,25 @@ def record_path(results_dir: str | Path, chash: str) -> Path:
     return Path(results_dir) / "runs" / f"{chash}.json"
 
 
+class WriteError(OSError):
+    """A file esparse writes could not be written (a full disk, no permission): the message names the
+    path and the config key that chose it, and the errno is the OS's."""
+
+    def __init__(self, errno: int | None, message: str):
+        super().__init__(errno, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def write_error(e: OSError, path: str | Path, key: str) -> WriteError:
+    """``e`` (raised writing ``path``) as a :class:`WriteError` naming ``path`` and ``key``."""
+    if isinstance(e, WriteError):
+        return e
+    return WriteError(e.errno, f"{key}: cannot write {path}: {e.strerror or e}")
+
+
 def write_json_atomic(path: str | Path, data: Any, compact: bool = False) -> Path:
     """Temp file in the same dir + fsync + rename: readers see the old file or the new, never half.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -94,7 +95,12 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any] | None:
             raise
         finally:
             run_.record["env"]["finished_at"] = store.now_iso()
-            run_.save()
+            try:
+                run_.save()
+            except OSError as e:  # the error that ended the run (if any) stays the one raised
+                log.error("the record could not be saved: %s", e)
+                if sys.exc_info()[0] is None:
+                    raise
             if logger is not None:
                 logger.log_record(run_.record)
                 logger.finish()
@@ -241,11 +247,17 @@ def _save(cfg: Mapping[str, Any], config_hash: str, m: _Loaded, permutations: di
         from esparse.compressed import save_compressed
 
         extra = {"config_hash": config_hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
-        info = save_compressed(m.model, m.tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
+        try:
+            info = save_compressed(m.model, m.tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
+        except OSError as e:
+            raise store.write_error(e, cfg["save_dir"], f"save_dir={cfg['save_dir']}") from None
         return {"metrics": {"save/file_bytes": info["file_bytes"]}}
     from esparse.checkpoint import save_pruned
 
-    save_pruned(m.model, m.tok, cfg["save_dir"], cfg, config_hash, permutations)
+    try:
+        save_pruned(m.model, m.tok, cfg["save_dir"], cfg, config_hash, permutations)
+    except OSError as e:  # the staged copy is gone; the kept pruned weights let a re-run save again
+        raise store.write_error(e, cfg["save_dir"], f"save_dir={cfg['save_dir']}") from None
     return {}
 
 

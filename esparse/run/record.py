@@ -81,7 +81,10 @@ class Run:
                 self.add(added)
 
     def save(self) -> None:
-        store.write_json_atomic(self.path, self.record)
+        try:
+            store.write_json_atomic(self.path, self.record)
+        except OSError as e:  # a full disk names the record and the key that chose where it goes
+            raise store.write_error(e, self.path, f"results_dir={self.cfg['results_dir']}") from None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
