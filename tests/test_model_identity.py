@@ -38,3 +38,20 @@ def test_a_checkpoint_whose_config_says_more_layers_than_its_weights_is_refused(
     cfg_path.write_text(json.dumps(config))
     with pytest.raises(ModelNotFoundError, match=r"weights do not match its config \(missing keys: model.layers"):
         load_model({"path": str(tiny_model_dir), "dtype": "float32", "source": "hub"})
+
+
+def test_a_record_says_which_weights_it_ran(tiny_model_dir, text_corpus, tmp_path):
+    """Two runs of one checkpoint under different names carry the same weight fingerprint; another
+    checkpoint does not."""
+    from esparse.run.pipeline import run
+
+    overrides = tiny_overrides(tiny_model_dir, text_corpus, tmp_path / "results", tmp_path / "cache")
+    a = run(compose_cfg([*overrides, "metric=magnitude", "stages=[prune]"]))["details"]["model_identity"]
+    b = run(compose_cfg([*overrides, "metric=magnitude", "stages=[prune]", "model.name=renamed"]))
+    assert a == {"source": str(tiny_model_dir), "files_sha256": a["files_sha256"]}
+    assert b["details"]["model_identity"] == a
+    (tiny_model_dir / "config.json").write_text(
+        (tiny_model_dir / "config.json").read_text().replace("}", ', "x": 1}', 1)
+    )
+    c = run(compose_cfg([*overrides, "metric=magnitude", "stages=[prune]", "force=true"]))
+    assert c["details"]["model_identity"]["files_sha256"] != a["files_sha256"]

@@ -57,6 +57,26 @@ def model_source(cfg: Mapping[str, Any], cache_dir: str | Path | None = None) ->
     raise ValueError(f"model.source={cfg.get('source')!r} is not one of ['bundled_gguf', 'hub']")
 
 
+def model_identity(model: Any, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What was loaded, for the record: its source (a local dir or a hub id), the hub snapshot it
+    resolved to, and a sha256 of its config and weight index, so two records can prove they ran the
+    same weights whatever their config called them."""
+    import hashlib
+
+    where = Path(str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")))
+    out: dict[str, Any] = {"source": str(cfg.get("path") or cfg.get("hf_id") or cfg.get("source"))}
+    if "snapshots" in where.parts:  # a hub cache: .../models--org--name/snapshots/<sha>
+        out["snapshot"] = where.parts[where.parts.index("snapshots") + 1]
+    digest = hashlib.sha256()
+    files = [where / "config.json", where / "model.safetensors.index.json"]
+    for f in files + sorted(where.glob("*.safetensors")):
+        if f.is_file():  # the index names every tensor's file; a single file: its size and name
+            digest.update(f.name.encode() + (f.read_bytes() if f.suffix == ".json" else str(f.stat().st_size).encode()))
+    if where.is_dir():
+        out["files_sha256"] = digest.hexdigest()[:16]
+    return out
+
+
 def load_tokenizer(cfg: Mapping[str, Any], cache_dir: str | Path | None = None):
     """The tokenizer alone (seconds), so corpora are tokenized and checked before the model loads."""
     from transformers import AutoTokenizer

@@ -176,6 +176,7 @@ class _Loaded:
 def _load(cfg: Mapping[str, Any], run_: Run, tok) -> _Loaded:
     from esparse.models import get_adapter, load_model
     from esparse.models.arch import check_identity
+    from esparse.models.loading import model_identity
     from esparse.models.placement import stream_blocks
 
     offload, device = bool(cfg.get("offload", False)), cfg["device"]
@@ -190,6 +191,7 @@ def _load(cfg: Mapping[str, Any], run_: Run, tok) -> _Loaded:
     adapter = get_adapter(model)
     run_.record["details"]["loaded_arch"] = _loaded_arch(model)
     check_identity(cfg["model"]["name"], run_.record["details"]["loaded_arch"])  # before any pruning
+    run_.record["details"]["model_identity"] = model_identity(model, cfg["model"])
     placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
     return _Loaded(model, tok, adapter, placed)
 
