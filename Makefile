@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install lock run test test-full test-slow lint tables figures verify verify-ci reproduce-local clean
+.PHONY: help install lock run test test-full test-slow lint tables figures verify verify-ci reproduce-local gpu-check clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ reproduce-local: install ## every *_local preset on the CPU (paper tables ~7 h, 
 	done; \
 	$(MAKE) --no-print-directory tables figures; \
 	if [ -n "$$failed" ]; then echo "presets with failed runs:$$failed (their records say why; rerun to resume)"; exit 1; fi
+
+gpu-check: install ## on a CUDA machine: 2:4 GEMM at LLaMA-7B/13B shapes, device vs CPU masks -> results/bench/ (ARGS=--dry-run: the CPU path)
+	$(PY) scripts/gpu_check.py $(ARGS)
 
 clean: ## remove caches and outputs (keeps results/ records)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -68,6 +68,7 @@ BENCH_KINDS: dict[str, tuple[str, ...]] = {
         "retained_over_bound",
     ),
     "observations": ("name", "block", "linear", "in_features", "channels", "degree", "retained_share"),
+    "device_masks": ("model", "metric", "pattern", "shuffle", "device", "mask_entries", "differing", "agreement"),
 }
 #: the device column of memory rows: bytes are arithmetic on the architecture, no device measured them
 MEMORY_DEVICE = "computed from shapes"
@@ -218,7 +219,7 @@ def bench_rows(doc: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
         ]
     if kind == "permutation":
         return [_bench_row(_permutation_row(r, when), source) for r in widest_timings(doc["rows"])]
-    return []  # prune_memory, observations: read by no table
+    return []  # prune_memory, observations, device_masks: read by no table
 
 
 def _permutation_row(row: Mapping[str, Any], when: str | None) -> dict[str, Any]:

@@ -127,6 +127,21 @@ _OBSERVATIONS = {
     "retained_share": ("object", "per '<score>/<mask>': kept score / total score"),
 }
 
+_DEVICE_MASKS = {
+    "model": ("label", "the tiny random model the masks were made on (tests only: its numbers mean nothing)"),
+    "metric": ("label", "score registry name"),
+    "pattern": ("label", "the N:M pattern"),
+    "shuffle": ("label", "permutation registry name"),
+    "device": ("label", "where the first prune ran (the GPU's name, or cpu in the dry run)"),
+    "reference_device": ("label", "where the second prune ran (cpu)"),
+    "dtype": ("label", "the model dtype on both sides"),
+    "mask_entries": ("count", "weights of every pruned linear"),
+    "differing": ("count", "weights kept on one device and pruned on the other"),
+    "agreement": ("fraction", "1 - differing / mask_entries"),
+    "pattern_ok": ("label", "both models satisfy the pattern (true/false)"),
+    "seconds": ("s", "wall time of the device's prune"),
+}
+
 #: every kind of bench record and its columns: {kind: {column: (unit, about)}}
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "gemm": _GEMM,
@@ -134,6 +149,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "prune_memory": _PRUNE_MEMORY,
     "permutation": _PERMUTATION,
     "observations": _OBSERVATIONS,
+    "device_masks": _DEVICE_MASKS,
 }
 
 
