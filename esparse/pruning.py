@@ -20,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from esparse import permutation as permutations
+from esparse import refine as refiners
 from esparse import scores
 from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
@@ -49,6 +50,13 @@ class PruneSpec:
     blocksize: int = DEFAULT_BLOCKSIZE
     percdamp: float = DEFAULT_PERCDAMP
     bins: int = DEFAULT_BINS
+    #: mask refinement after the mask of any score and permutation (``none`` | ``dsnot``, esparse/refine.py)
+    refine: str = "none"
+    refine_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.refine != "none" and self.obs_selects:
+            raise ValueError(f"refine={self.refine!r} cannot refine metric={self.metric!r}: OBS selects its own mask")
 
     @property
     def obs_selects(self) -> bool:
@@ -74,6 +82,8 @@ class PruneReport:
     permutations: dict[str, list[int]] = field(default_factory=dict)
     group_members: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: ``swaps`` (regrow/prune pairs) and ``seconds`` of the mask refinement, when one ran
+    refine: dict[str, float] = field(default_factory=dict)
 
     def layer_permutations(self) -> dict[str, list[int]]:
         """Each group's permutation under the full name of every linear in the group."""
@@ -97,6 +107,8 @@ def _needs(spec: PruneSpec) -> frozenset[str]:
     needs = set(scores.get(spec.metric).needs)
     if spec.uses_obs:
         needs.add("hessian")
+    if spec.refine != "none":
+        needs.add("moments")
     return frozenset(needs)
 
 
@@ -136,6 +148,8 @@ def prune_model(
     perm_fn = permutations.get(spec.shuffle) if spec.permutes else None
     needs = _needs(spec)
     report = PruneReport()
+    if spec.refine != "none":
+        report.refine = {"swaps": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     blocks = adapter.blocks(model)
     home = module_device(blocks[0])
@@ -177,6 +191,7 @@ def prune_model(
                 entropy="entropy" in needs,
                 hessian="hessian" in needs,
                 device=module_device(block),
+                moments="moments" in needs,
             )
             for group in groups
         ]
@@ -296,6 +311,11 @@ def _prune_group(
             )
         else:
             mask = make_mask(score, pattern, tie)
+            if spec.refine != "none":
+                t, before = time.perf_counter(), mask
+                mask = refiners.refine_mask(name, path, w, mask, score, stats, perm, pattern, spec.refine_kwargs)
+                report.refine["swaps"] += int((mask & ~before).sum())
+                report.refine["seconds"] += time.perf_counter() - t
             if spec.reconstruct:
                 new_w, mask = sparsegpt_prune(
                     w, hessian, pattern, blocksize=spec.blocksize, percdamp=spec.percdamp, mask=mask

@@ -15,6 +15,8 @@ Conventions (docs/method.md §2, the papers' reference code):
 - a 2-D ``x`` (tokens, c) is one calibration sample; a 3-D ``x`` (batch, tokens, c) is ``batch`` samples;
 - ``norm_j = sqrt(sum_tokens x_j² / nsamples)`` (Wanda's ``scaler_row``);
 - ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
+- with ``moments=True`` (DSnoT, docs/refine.md): ``mean_j`` over all tokens, and ``var_j`` the mean over
+  samples of each sample's own (population) variance over its tokens (DSnoT's per-sample ``add_batch``);
 - ``entropy_j = -Σ_k p_k ln p_k`` over ``bins`` equal bins of ``[min_j, max_j]``, natural log; a value
   equal to ``max_j`` falls in the last bin; a zero-range channel has entropy 0.
 Sums are accumulated in float64 so results hardly depend on how the tokens were split into calls.
@@ -54,6 +56,7 @@ class ChannelStats:
         entropy: bool = True,
         hessian: bool = False,
         device: torch.device | str | None = None,
+        moments: bool = False,
     ) -> None:
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
@@ -63,6 +66,7 @@ class ChannelStats:
         self.bins = bins
         self.track_entropy = bool(entropy)
         self.track_hessian = bool(hessian)
+        self.track_moments = bool(moments)
         self.device = torch.device(device) if device is not None else None
         self.nsamples = 0
         self.ntokens = 0
@@ -72,6 +76,8 @@ class ChannelStats:
         self._min: torch.Tensor | None = None
         self._max: torch.Tensor | None = None
         self._hess: torch.Tensor | None = None
+        self._sum: torch.Tensor | None = None
+        self._varsum: torch.Tensor | None = None
         self._hist: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
 
@@ -83,6 +89,7 @@ class ChannelStats:
         entropy: bool = True,
         hessian: bool = False,
         device: torch.device | str | None = None,
+        moments: bool = False,
     ) -> ChannelStats:
         """Finalized statistics of calibration inputs held in memory, both passes in one call.
 
@@ -97,7 +104,7 @@ class ChannelStats:
         first = batches[0]
         if not isinstance(first, torch.Tensor) or first.dim() == 0:
             raise TypeError(f"from_inputs() expects tensors, got {type(first).__name__}")
-        stats = cls(int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device)
+        stats = cls(int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device, moments=moments)
         while not stats.finalized:  # pass 1, then (entropy only) the histogram replay
             for x in batches:
                 stats.update(x)
@@ -141,6 +148,9 @@ class ChannelStats:
             self._max = torch.full((c,), float("-inf"), dtype=torch.float64, device=dev)
             if self.track_hessian:
                 self._hess = torch.zeros(c, c, dtype=torch.float64, device=dev)
+            if self.track_moments:
+                self._sum = torch.zeros(c, dtype=torch.float64, device=dev)
+                self._varsum = torch.zeros(c, dtype=torch.float64, device=dev)
         self.nsamples += nsamples
         self.ntokens += flat.shape[0]
         if flat.shape[0] == 0:
@@ -150,6 +160,12 @@ class ChannelStats:
         torch.maximum(self._max, flat.amax(dim=0).to(torch.float64), out=self._max)
         for chunk in self._chunks(flat):
             self._sumsq += chunk.square().sum(dim=0)
+            if self._sum is not None:
+                self._sum += chunk.sum(dim=0)
+        if self._varsum is not None:  # each sample's variance about its own mean, weighted by its tokens
+            for sample in flat.reshape(nsamples, -1, self.in_features):
+                x64 = sample.to(torch.float64)
+                self._varsum += x64.var(dim=0, unbiased=False) * x64.shape[0]
         if self._hess is not None:
             # fp32 product (as SparseGPT, fast on any device), float64 running sum across calls
             x32 = flat.to(torch.float32)
@@ -233,6 +249,23 @@ class ChannelStats:
             raise RuntimeError("ChannelStats was built with hessian=False; no Hessian was accumulated")
         self._require_pass1("hessian")
         return (self._hess * (2.0 / self.nsamples)).to(torch.float32)
+
+    def _require_moments(self, what: str) -> None:
+        if not self.track_moments:
+            raise RuntimeError(f"ChannelStats was built with moments=False; no {what} was accumulated")
+        self._require_pass1(what)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """(c,) float32: Σ_tokens x / ntokens, with ``moments=True``."""
+        self._require_moments("mean")
+        return (self._sum / self.ntokens).to(torch.float32)
+
+    @property
+    def var(self) -> torch.Tensor:
+        """(c,) float32: the samples' mean within-sample variance (population), with ``moments=True``."""
+        self._require_moments("var")
+        return (self._varsum / self.ntokens).to(torch.float32)
 
     @property
     def histogram(self) -> torch.Tensor:

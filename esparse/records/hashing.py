@@ -42,6 +42,8 @@ DEFAULT_TIE_BREAK = "low_index"
 DEFAULT_NORM = "wanda"
 #: so did the permutation's sharing: one per shared-input group, what every earlier record did
 DEFAULT_SHARE = "group"
+#: the mask refinement came later: ``refine: none`` (what every earlier record did) stays out of the hash
+DEFAULT_REFINE = "none"
 #: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
 #: configuration has one record whichever preset (or plain override) asked for it
 LABEL_KEYS = ("experiment",)
@@ -78,6 +80,9 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     shuffle = view.get("shuffle")
     if isinstance(shuffle, Mapping) and shuffle.get("share") == DEFAULT_SHARE:
         view["shuffle"] = {k: x for k, x in shuffle.items() if k != "share"}
+    refine = view.get("refine")
+    if isinstance(refine, Mapping) and refine.get("name") == DEFAULT_REFINE and len(refine) == 1:
+        view.pop("refine")
     if isinstance(view.get("pattern"), Mapping):
         pat = dict(view["pattern"])
         if pat.get("tie_break", DEFAULT_TIE_BREAK) != "random":

@@ -63,6 +63,7 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
     options = scores.get(name).options
     shuffle = dict(require(cfg, "shuffle"))
     share = shuffle.pop("share", "group")
+    refine = dict(cfg.get("refine") or {"name": "none"})  # a config from before the refine group: none
     return PruneSpec(
         metric=name,
         pattern=Pattern.parse(dict(require(cfg, "pattern"))),
@@ -74,6 +75,8 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
         share=share,
         blocksize=int(require(cfg, "reconstruction.blocksize")),
         percdamp=float(require(cfg, "reconstruction.percdamp")),
+        refine=refine.pop("name"),
+        refine_kwargs=refine,
         **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it
     )
 

@@ -33,6 +33,7 @@ def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if (cfg.get("pattern") or {}).get("kind") == "dense":
         cfg["metric"] = {"name": "dense"}
         cfg["shuffle"] = {"name": "none"}
+        cfg["refine"] = {"name": "none"}
         cfg["calibration"] = None
         cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
     metric = dict(cfg.get("metric") or {})
@@ -59,7 +60,7 @@ def _number_options(metric: Any) -> list[str]:
 
 def validate(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` listing every invalid value in a resolved, normalized config."""
-    from esparse import permutation, scores
+    from esparse import permutation, refine, scores
     from esparse.masks import Pattern, TieBreak
     from esparse.run.data import CORPORA
 
@@ -109,6 +110,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
             problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
         problems += _metric_types(cfg.get("metric") or {})
+        problems += refine.check_options(cfg.get("refine"), metric)
         problems += _shuffle_sizes(cfg.get("shuffle") or {}, pattern)
         share = (cfg.get("shuffle") or {}).get("share", "group")
         if share not in ("group", "linear"):
