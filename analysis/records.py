@@ -156,6 +156,8 @@ def flatten_record(rec: Any, path: Path | None = None) -> dict[str, Any]:
         "reconstruct": bool(metric.get("reconstruct") or False),
         **pattern_fields(cfg.get("pattern")),
         "shuffle": shuffle.get("name") or "none",
+        "shuffle_share": shuffle.get("share") or "group",
+        "refine": sect("refine").get("name") or "none",
         "calibration": cal.get("name"),
         "nsamples": cal.get("nsamples"),
         "seed": cal.get("seed"),

@@ -196,3 +196,24 @@ def test_one_model_has_no_families_section(tmp_path):
     for s in range(2):
         _rec(tmp_path, f"w{s}", "wanda", s, 180.0 + s)
     assert "Across families" not in headline.build(tmp_path)
+
+
+def test_a_refined_or_per_linear_record_never_stands_in_for_the_plain_cell(tmp_path):
+    """DSnoT on Wanda's mask and RIA's permutation per linear are other methods: their records (newer)
+    must not replace the plain Wanda / per-group cells of the same seed."""
+    for seed in range(3):
+        _rec(tmp_path, f"w{seed}", "wanda", seed, 100.0 + seed)
+        _rec(tmp_path, f"p{seed}", "ria", seed, 80.0 + seed, shuffle="ria_cp_lsa")
+    for h, extra in (
+        ("dsnot", {"refine": {"name": "dsnot"}}),
+        ("lin", {"shuffle": {"name": "ria_cp_lsa", "share": "linear"}}),
+    ):
+        path = tmp_path / "runs" / f"{'w' if h == 'dsnot' else 'p'}0.json"
+        rec = json.loads(path.read_text())
+        rec["config"].update(extra)
+        rec["config_hash"] = h
+        rec["metrics"][headline.VALUE] = 1.0
+        (tmp_path / "runs" / f"{h}.json").write_text(json.dumps(rec))
+    text = headline.build(tmp_path)
+    assert "| Wanda | 101.0 ± 1.0 (3) |" in text and "1.0 (n=1)" not in text
+    assert "| RIA (a = 0.5) | not run | not run | not run | not run | 81.0 ± 1.0 (3) |" in text

@@ -86,8 +86,9 @@ def equal(have: Any, want: Any) -> bool:
 
 def cell(recs: pd.DataFrame, where: Mapping[str, Any]) -> seeds.Summary:
     """The summary over seeds of the records whose fields equal ``where`` (one record per seed: the
-    newest; ``tie_break`` is the default unless ``where`` names it)."""
-    want = {"tie_break": DEFAULT_TIE_BREAK, "shuffle": "none", **where}
+    newest; the default tie rule, permutation sharing and no mask refinement unless ``where`` names
+    them)."""
+    want = {"tie_break": DEFAULT_TIE_BREAK, "shuffle": "none", "shuffle_share": "group", "refine": "none", **where}
     per_seed: dict[int, float] = {}
     for r in recs.to_dict("records"):
         if all(equal(r.get(k), v) for k, v in want.items()):

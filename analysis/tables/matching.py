@@ -151,6 +151,10 @@ def _matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local:
         return False
     if (as_str(rec.get("shuffle")) or "none") != keys.get("shuffle", "none"):
         return False
+    if (as_str(rec.get("shuffle_share")) or "group") != keys.get("share", "group"):
+        return False  # the papers' cells: one permutation per shared-input group unless a cell says per linear
+    if (as_str(rec.get("refine")) or "none") != keys.get("refine", "none"):
+        return False  # a refined mask (DSnoT) is another method
     rec_flag = not is_missing(rec.get("reconstruct")) and bool(rec.get("reconstruct"))
     if metric != "sparsegpt" and rec_flag != bool(keys.get("reconstruct", False)):
         return False
