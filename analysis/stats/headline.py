@@ -33,6 +33,8 @@ from analysis.stats.cells import (
     PAPER_SCORES,
     PATTERNS,
     RIA,
+    RIA_CP_GROUP,
+    RIA_CP_LINEAR,
     SCORES,
     SHUFFLE_ROWS,
     SHUFFLES,
@@ -148,6 +150,8 @@ def score_claims(sub: pd.DataFrame, model: str) -> tuple[list[list[str]], list[c
     each variant against the score it varies."""
     cols = [(p, {"model": model, "pattern": p}) for p in PATTERNS]
     table, found, cells = grid(sub, SCORES, cols, among=PAPER_SCORES)
+    if not any(row[0] == RIA_CP_LINEAR.label for row in table):  # the per-group row is shown to be compared
+        table = [row for row in table if row[0] != RIA_CP_GROUP.label]
     pairs = [(v.label, b.label) for v, b in VARIANT_OF]
     return table, found + claims.against(cells, pairs, PATTERNS)
 
