@@ -215,5 +215,7 @@ def test_a_refined_or_per_linear_record_never_stands_in_for_the_plain_cell(tmp_p
         rec["metrics"][headline.VALUE] = 1.0
         (tmp_path / "runs" / f"{h}.json").write_text(json.dumps(rec))
     text = headline.build(tmp_path)
-    assert "| Wanda | 101.0 ± 1.0 (3) |" in text and "1.0 (n=1)" not in text
+    assert "| Wanda | 101.0 ± 1.0 (3) |" in text  # the plain cells keep their own records
     assert "| RIA (a = 0.5) | not run | not run | not run | not run | 81.0 ± 1.0 (3) |" in text
+    assert "| Wanda + DSnoT (`refine=dsnot`) | 1.0 (n=1) |" in text  # the others have rows of their own
+    assert "| RIA + `ria_cp_lsa`, one per linear (`share=linear`, RIA's code) | 1.0 (n=1) |" in text
