@@ -34,6 +34,7 @@ def check(cfg: Mapping[str, Any]) -> dict[str, Any]:
         problems += safe or writable("save_dir", cfg["save_dir"]) or staging_writable(cfg["save_dir"])
     problems += writable("paths.cache_dir", cache_root(cfg))
     problems += host_memory(cfg)
+    problems += device_memory(cfg)
     problems += local_corpora(cfg)
     problems += model_source(cfg.get("model") or {}, hub_status)
     zs = (cfg.get("eval") or {}).get("zeroshot") or {}
@@ -224,6 +225,49 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
                 "eval.ppl.batch_size or eval.ppl.seqlen"
             )
     return problems
+
+
+def available_device_bytes(device: str) -> int | None:
+    """Free memory of a CUDA device now (``torch.cuda.mem_get_info``); None elsewhere."""
+    import torch
+
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.mem_get_info(torch.device(device))[0])
+
+
+def device_memory(cfg: Mapping[str, Any]) -> list[str]:
+    """The accelerator's side of :func:`host_memory`: the model's weights (unless ``offload``: one
+    block at a time) and the calibration activations kept on the device (``activations_on=device``),
+    against the device's free memory. Nothing on a CPU run."""
+    device = str(cfg.get("device") or "")
+    available = available_device_bytes(device)
+    model = cfg.get("model") or {}
+    arch, nbytes = model.get("arch") or {}, DTYPE_BYTES.get(model.get("dtype", "float32"))
+    hidden = arch.get("hidden_size")
+    if available is None or not (isinstance(hidden, int) and nbytes):
+        return []
+    from esparse.bench.memory import memory_report
+
+    try:
+        weights = (
+            0 if cfg.get("offload") else memory_report({"family": model.get("family"), **arch}, nbytes)["dense_bytes"]
+        )
+    except (KeyError, ValueError):  # an arch the catalogue cannot count: nothing to project
+        return []
+    cal = cfg.get("calibration") or {}
+    n, seqlen = cal.get("nsamples"), cal.get("seqlen")
+    acts = 0
+    if "prune" in (cfg.get("stages") or []) and cfg.get("activations_on") != "cpu" and isinstance(n, int):
+        acts = 2 * n * (seqlen or 0) * hidden * nbytes
+    if weights + acts <= available:
+        return []
+    return [
+        f"device={device}: the model's weights ({_gb(weights)}{', offload' if cfg.get('offload') else ''}) and "
+        f"the calibration activations (2 × {n} × {seqlen} × {hidden} × {nbytes} bytes = {_gb(acts)}) need "
+        f"{_gb(weights + acts)}, more than its {_gb(available)} free; set offload=true, activations_on=cpu, or "
+        "lower calibration.nsamples"
+    ]
 
 
 def corpora_in_use(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
