@@ -196,8 +196,10 @@ def _drift(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
-    if args.strict and (not report.ok or report.unmatched or not report.comparisons):
-        why = "drift beyond tolerance" if not report.ok else "records without a reference (or none compared)"
+    if args.strict and (not report.ok or report.unmatched or report.unreadable or not report.comparisons):
+        why = ("drift beyond tolerance" if not report.ok else
+               f"{len(report.unreadable)} file(s) that are not records" if report.unreadable else
+               "records without a reference (or none compared)")  # fmt: skip
         print(f"error: {why}", file=sys.stderr)
         return 1
     return 0

@@ -104,6 +104,11 @@ def test_audit_and_strict_cli(tmp_path, capsys):
     assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 1  # unmatched: the hash moved
     (runs / "bbbbbbbbbbbb.json").unlink()
     assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 0
+    (runs / "cccccccccccc.json").write_text('{"config": ')  # a truncated file: named, and fails --strict
+    capsys.readouterr()
+    assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 1
+    assert "1 file(s) that are not records" in capsys.readouterr().err
+    (runs / "cccccccccccc.json").unlink()
     _write(runs, record("aaaaaaaaaaaa", 177.551))  # the same config, another number
     capsys.readouterr()
     assert analysis_main(["drift", "--results", str(tmp_path), "--strict"]) == 1
