@@ -190,7 +190,8 @@ def _load(cfg: Mapping[str, Any], run_: Run, tok) -> _Loaded:
         )
     adapter = get_adapter(model)
     run_.record["details"]["loaded_arch"] = _loaded_arch(model)
-    check_identity(cfg["model"]["name"], run_.record["details"]["loaded_arch"])  # before any pruning
+    if cfg["model"].get("path"):  # a local dir claims to be the named model; a hub id is its own identity
+        check_identity(cfg["model"]["name"], run_.record["details"]["loaded_arch"])  # before any pruning
     run_.record["details"]["model_identity"] = model_identity(model, cfg["model"])
     placed = partial(stream_blocks, model, adapter, device) if offload else nullcontext
     return _Loaded(model, tok, adapter, placed)
