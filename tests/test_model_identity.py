@@ -60,14 +60,14 @@ def test_a_record_says_which_weights_it_ran(tiny_model_dir, text_corpus, tmp_pat
 def test_a_device_too_small_for_the_model_and_its_activations_is_refused_before_the_load(monkeypatch):
     """On a CUDA device (faked here: no GPU in the tests) the weights plus the calibration activations
     are projected against its free memory, and the message names the sizes and the ways out."""
-    from esparse.run import preflight
+    from esparse.run import preflight_memory
 
     cfg = compose_cfg(["model=llama7b", "device=cuda"])
-    monkeypatch.setattr(preflight, "available_device_bytes", lambda device: 16 * 10**9)
-    (problem,) = preflight.device_memory(cfg)
+    monkeypatch.setattr(preflight_memory, "available_device_bytes", lambda device: 16 * 10**9)
+    (problem,) = preflight_memory.device_memory(cfg)
     # weights 13.5 GB (6.74e9 fp16 parameters) + activations 2 x 128 x 2048 x 4096 x 2 bytes = 4.29 GB
     assert problem.startswith("device=cuda: the model's weights (13.5 GB) and the calibration activations")
     assert "= 4.29 GB) need 17.8 GB, more than its 16 GB free; set offload=true" in problem
-    assert preflight.device_memory({**cfg, "offload": True}) == []  # one block at a time: 4.29 GB fits
-    monkeypatch.setattr(preflight, "available_device_bytes", lambda device: None)  # a CPU run
-    assert preflight.device_memory(cfg) == []
+    assert preflight_memory.device_memory({**cfg, "offload": True}) == []  # one block at a time: 4.29 GB fits
+    monkeypatch.setattr(preflight_memory, "available_device_bytes", lambda device: None)  # a CPU run
+    assert preflight_memory.device_memory(cfg) == []

@@ -10,7 +10,7 @@ import sys
 import pytest
 from helpers import ROOT, compose_cfg, preflight_overrides, tiny_overrides
 
-from esparse.run import preflight
+from esparse.run import preflight_memory
 from esparse.run.config import ConfigError
 from esparse.run.pipeline import run
 
@@ -66,14 +66,14 @@ def test_the_cli_exits_2_naming_the_key(tmp_path):
 
 
 def test_calibration_the_host_cannot_hold_is_refused_with_the_projection(overrides, monkeypatch):
-    monkeypatch.setattr(preflight, "available_host_bytes", lambda: 30_000)
+    monkeypatch.setattr(preflight_memory, "available_host_bytes", lambda: 30_000)
     problems = _problems(overrides + ["stages=[prune]"])
     assert problems == [
         "calibration.nsamples × calibration.seqlen: 4 × 32 = 128 tokens: their activations need 2 × 128 × 32 "
         "(hidden) × 4 bytes = 3.28e-05 GB on the host, more than its 3e-05 GB available (MemAvailable); lower "
         "calibration.nsamples or calibration.seqlen"
     ]
-    monkeypatch.setattr(preflight, "available_host_bytes", lambda: 40_000)  # enough for the calibration ...
+    monkeypatch.setattr(preflight_memory, "available_host_bytes", lambda: 40_000)  # enough for the calibration ...
     (problem,) = _problems(overrides + ["stages=[eval]", "eval.ppl.batch_size=1"])  # ... not for the logits
     assert problem.startswith("eval.ppl.batch_size × eval.ppl.seqlen: 1 × 32 = 32 tokens per batch need 32 × (4 × 32")
     assert "(vocab) × 4) bytes = 0.00631 GB on the host, more than its 4e-05 GB available" in problem
