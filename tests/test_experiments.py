@@ -249,3 +249,18 @@ def test_local_preset_fills_its_table(name, tmp_path):
     synthetic_records(cfgs, tmp_path / "runs")
     model = cfgs[0]["model"]["name"]
     assert filled_cells(name, tmp_path, model) == EXPECTED_FILLED[name]
+
+
+@pytest.mark.parametrize("name", ["ria_t7_local", "ria_t8_local"])
+def test_ria_t7_t8_reuse_table_1s_configs(name):
+    """Tables 7 and 8 repeat Table 1's LLaMA2-13b values, so their plain rows are Table 1's runs:
+    the same config hashes (magnitude and RIA over the whole layer, Wanda and SparseGPT per row)."""
+    from esparse.records.hashing import config_hash
+
+    def hashes(preset: str) -> set[str]:
+        return {config_hash({**c, "experiment": None}) for c in job_configs(preset)}
+
+    t1 = hashes("ria_t1_local")
+    assert t1 <= hashes(name)
+    rec = [c for c in job_configs(name) if c["metric"].get("reconstruct") and c["metric"]["name"] != "wanda"]
+    assert [c["pattern"]["scope"] for c in rec] == (["layer", "layer"] if name == "ria_t8_local" else [])
