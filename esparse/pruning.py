@@ -102,6 +102,11 @@ class PruneReport:
     def retained_after(self) -> float:
         return sum(g["retained_after"] for g in self.groups.values())
 
+    @property
+    def fallbacks(self) -> int:
+        """Groups whose permutation the registry's guard replaced by the identity."""
+        return sum(bool(g.get("fell_back")) for g in self.groups.values())
+
 
 def _needs(spec: PruneSpec) -> frozenset[str]:
     needs = set(scores.get(spec.metric).needs)
@@ -145,7 +150,7 @@ def prune_model(
     """
     adapter = adapter or get_adapter(model)
     score_fn = scores.get(spec.metric)
-    perm_fn = permutations.get(spec.shuffle) if spec.permutes else None
+    perm_fn = permutations.get_checked(spec.shuffle) if spec.permutes else None
     needs = _needs(spec)
     report = PruneReport()
     if spec.refine != "none":
@@ -227,7 +232,8 @@ def prune_model(
 def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) -> dict[str, float]:
     """One decoder block as the report has it: its sparsity over every pruned linear, and for N:M the
     retained score of its groups before and after the permutation and their unstructured bound (sums,
-    so ``after / bound`` is the block's share of the best any permutation could keep)."""
+    so ``after / bound`` is the block's share of the best any permutation could keep), and how many
+    of its groups' permutations fell back to the identity."""
     from esparse.records.memory import host_rss_bytes
 
     layers = [v for k, v in report.layers.items() if k.startswith(prefix + ".")]
@@ -239,6 +245,7 @@ def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) 
             out[key] = float(sum(g[key] for g in groups))
         out["retained_after_of_bound"] = out["retained_after"] / out["upper_bound"] if out["upper_bound"] else 1.0
         out["perm_seconds"] = float(sum(g.get("perm_seconds", 0.0) for g in groups))
+        out["perm_fallbacks"] = float(sum(bool(g.get("fell_back")) for g in groups))
     rss = host_rss_bytes()
     if rss is not None:
         out["host_rss_gb"] = rss / 1e9
@@ -261,7 +268,7 @@ def _prune_group(
     stats: ChannelStats | None,
     spec: PruneSpec,
     score_fn,
-    perm_fn,
+    perm_fn: permutations.CheckedFn | None,
     report: PruneReport,
 ) -> None:
     if spec.share == "linear" and perm_fn is not None and len(group) > 1:  # each linear its own permutation
@@ -288,12 +295,12 @@ def _prune_group(
         info["retained_before"] = permutations.retained_score(stacked, pattern.n, pattern.m)
         if perm_fn is not None:
             t = time.perf_counter()
-            perm = perm_fn(stacked, pattern.n, pattern.m, **spec.shuffle_kwargs)
+            perm, info["fell_back"] = perm_fn(stacked, pattern.n, pattern.m, **spec.shuffle_kwargs)
             info["perm_seconds"] = time.perf_counter() - t
             report.permutations[name] = perm.tolist()
             info["retained_after"] = permutations.retained_score(stacked, pattern.n, pattern.m, perm)
         else:
-            info["retained_after"] = info["retained_before"]
+            info["retained_after"], info["fell_back"] = info["retained_before"], False
         info["upper_bound"] = permutations.upper_bound(stacked, pattern.n, pattern.m)
         report.groups[name] = info
 

@@ -214,7 +214,8 @@ def test_float64_and_half_scores_are_accepted():
 
 def test_permute_and_report():
     rep = P.permute_and_report("ria_cp_lsa", RIA_EXAMPLE, 2, 4)
-    assert set(rep) == {"perm", "retained_before", "retained_after", "upper_bound", "seconds"}
+    assert set(rep) == {"perm", "fell_back", "retained_before", "retained_after", "upper_bound", "seconds"}
+    assert rep["fell_back"] is False
     assert (rep["retained_before"], rep["retained_after"]) == (94.0, 105.0)
     # upper bound: top 4 per row: (12+11+9+8) + (12+12+12+7) + (9+5+5+3)
     assert rep["upper_bound"] == 40.0 + 43.0 + 22.0

@@ -32,6 +32,7 @@ def test_run_writes_complete_record(overrides, tmp_path):
     assert m["ppl/wikitext2"] > 1 and m["dense/ppl/wikitext2"] > 1
     assert m["ppl/wikitext2"] != m["dense/ppl/wikitext2"]
     assert m["permutation/retained_before"] == m["permutation/retained_after"]
+    assert m["permutation/fallbacks"] == 0
     assert on_disk["env"]["versions"]["torch"]
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 2  # + the dense baseline record
     # every timed stage also has its peak memory; on CPU there is no device peak to claim

@@ -8,7 +8,7 @@ the (m - n) largest entries. Every method here returns a ``perm`` that maximises
 One idea per module:
 
 - ``objective``: the retained score, the unstructured upper bound, input validation;
-- ``registry``: ``register`` / ``get`` / ``names``, the never-worse-than-identity guard, ``none``;
+- ``registry``: ``register`` / ``get`` / ``get_checked`` / ``names``, the never-worse-than-identity guard, ``none``;
 - ``swaps``: dealing channels over groups, the relu-gain identity, the greedy swap search;
 - ``shuffle``: E-Sparse's global naive shuffle (``esparse_global``) and global + local (``esparse``);
 - ``ria``: RIA's channel allocation (``ria_cp``) and its linear sum assignment (``ria_cp_lsa``);
@@ -23,14 +23,16 @@ from __future__ import annotations
 # the method modules register their methods on import
 from esparse.permutation import greedy, ria, shuffle  # noqa: F401
 from esparse.permutation.objective import _sorted_desc, retained_score, upper_bound
-from esparse.permutation.registry import PermFn, get, names, permute_and_report, register
+from esparse.permutation.registry import CheckedFn, PermFn, get, get_checked, names, permute_and_report, register
 from esparse.permutation.swaps import _effective_block
 
 __all__ = [
+    "CheckedFn",
     "PermFn",
     "_effective_block",
     "_sorted_desc",
     "get",
+    "get_checked",
     "names",
     "permute_and_report",
     "register",

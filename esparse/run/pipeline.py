@@ -241,6 +241,7 @@ def _prune_fields(cfg: Mapping[str, Any], m: _Loaded, report) -> Added:
         metrics["permutation/retained_after"] = report.retained_after
         metrics["permutation/upper_bound"] = sum(g["upper_bound"] for g in report.groups.values())
         metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
+        metrics["permutation/fallbacks"] = report.fallbacks  # groups whose permutation fell back to the identity
     if report.refine:
         metrics["refine/swaps"], metrics["refine/seconds"] = report.refine["swaps"], report.refine["seconds"]
     details = {"layers": report.layers, "groups": report.groups, "prune_seconds": report.seconds}
