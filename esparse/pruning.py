@@ -178,8 +178,8 @@ def prune_model(
     if not needs:  # the score ignores activations (magnitude): no calibration forward is needed at all
         for i, block in enumerate(tqdm(blocks, desc=f"prune {spec.metric} {spec.pattern.name}", disable=not progress)):
             tb = time.perf_counter()
-            for group in adapter.linear_groups(block):
-                _prune_group(f"{adapter.blocks_path}.{i}", group, None, spec, score_fn, perm_fn, report)
+            for group, role in zip(adapter.linear_groups(block), adapter.roles, strict=True):
+                _prune_group(f"{adapter.blocks_path}.{i}", group, None, spec, score_fn, perm_fn, report, role)
             if on_block is not None:
                 on_block(block_summary(report, f"{adapter.blocks_path}.{i}", i, time.perf_counter() - tb))
         report.seconds["total"] = time.perf_counter() - t0
@@ -216,9 +216,8 @@ def prune_model(
             for h in hooks:
                 h.remove()
 
-        for group, st in zip(groups, stats, strict=True):
-            prefix = f"{adapter.blocks_path}.{i}"
-            _prune_group(prefix, group, st, spec, score_fn, perm_fn, report)
+        for group, st, role in zip(groups, stats, adapter.roles, strict=True):
+            _prune_group(f"{adapter.blocks_path}.{i}", group, st, spec, score_fn, perm_fn, report, role)
         del stats
         inps = _run_block(block, inps, kwargs, i)
         if offload:
@@ -262,6 +261,15 @@ def _stat_hook(st: ChannelStats, name: str):
     return hook
 
 
+def _shuffle_kwargs(spec: PruneSpec, role: str | None) -> dict[str, Any]:
+    """The permutation's options for a group of ``role``: ``communities=official`` becomes RIA's
+    fixed count for the role, contiguous chunks."""
+    kw = dict(spec.shuffle_kwargs)
+    if kw.get("communities") == "official":
+        kw.update(permutations.official_communities(role))
+    return kw
+
+
 def _prune_group(
     prefix: str,
     group: list[tuple[str, nn.Linear]],
@@ -270,10 +278,13 @@ def _prune_group(
     score_fn,
     perm_fn: permutations.CheckedFn | None,
     report: PruneReport,
+    role: str | None = None,
 ) -> None:
+    """Score, permute, mask and write one shared-input group; ``role`` is the group's adapter role
+    (``shuffle.communities=official`` reads it)."""
     if spec.share == "linear" and perm_fn is not None and len(group) > 1:  # each linear its own permutation
         for member in group:
-            _prune_group(prefix, [member], stats, spec, score_fn, perm_fn, report)
+            _prune_group(prefix, [member], stats, spec, score_fn, perm_fn, report, role)
         return
     pattern = spec.pattern
     c = group[0][1].in_features
@@ -295,7 +306,7 @@ def _prune_group(
         info["retained_before"] = permutations.retained_score(stacked, pattern.n, pattern.m)
         if perm_fn is not None:
             t = time.perf_counter()
-            perm, info["fell_back"] = perm_fn(stacked, pattern.n, pattern.m, **spec.shuffle_kwargs)
+            perm, info["fell_back"] = perm_fn(stacked, pattern.n, pattern.m, **_shuffle_kwargs(spec, role))
             info["perm_seconds"] = time.perf_counter() - t
             report.permutations[name] = perm.tolist()
             info["retained_after"] = permutations.retained_score(stacked, pattern.n, pattern.m, perm)

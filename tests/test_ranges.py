@@ -38,6 +38,10 @@ def _problems(overrides: list[str]) -> list[str]:
             "shuffle.block: 2 is smaller than pattern.m=4; a block holds whole groups of m channels",
         ),
         (["shuffle=ria_cp_lsa", "shuffle.communities=0"], "shuffle.communities: 0 must be an integer >= 1"),
+        (
+            ["shuffle=ria_cp_lsa", "shuffle.communities=fast"],
+            "shuffle.communities: 'fast' must be an integer >= 1, null or 'official'",
+        ),
         (["shuffle=ria_cp_lsa", "shuffle.community_size=0"], "shuffle.community_size: 0 must be an integer >= 1"),
         (["eval.ppl.seqlen=1"], "eval.ppl.seqlen: 1 must be >= 2 (a window of one token predicts nothing)"),
         (["pattern.tie_seed=-1"], "pattern.tie_seed: -1 must be an integer >= 0"),

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+#: what a shared-input group is in a block: attention input (q/k/v) and output (o_proj/out_proj),
+#: MLP input (gate/up, fc1) and output (down_proj, fc2)
+ROLES = ("attn_in", "attn_out", "mlp_in", "mlp_out")
+
 
 @dataclass(frozen=True)
 class Adapter:
@@ -28,13 +32,21 @@ class Adapter:
     to the block) that consume the same input. ``folds`` pairs a producer group with the consumer
     group whose input channels are exactly the producer's output rows (possibly through an
     element-wise op), so an input permutation of the consumer can be folded into the producer's
-    rows instead of an explicit gather.
+    rows instead of an explicit gather. ``roles`` names what each group is in the block (one of
+    :data:`ROLES`), for the methods that treat linears by role (RIA's official community counts)
+    without reading module names.
     """
 
     family: str
     blocks_path: str
     groups: tuple[tuple[str, ...], ...]
     folds: tuple[tuple[int, int], ...] = field(default=())
+    roles: tuple[str, ...] = ROLES
+
+    def __post_init__(self) -> None:
+        if len(self.roles) != len(self.groups) or not set(self.roles) <= set(ROLES):
+            raise ValueError(f"{self.family} adapter: roles {self.roles} must name each of the {len(self.groups)} "
+                             f"groups with one of {ROLES}")  # fmt: skip
 
     def blocks(self, model: nn.Module) -> nn.ModuleList:
         return _get_attr(model, self.blocks_path)

@@ -24,9 +24,11 @@ from __future__ import annotations
 from esparse.permutation import greedy, ria, shuffle  # noqa: F401
 from esparse.permutation.objective import _sorted_desc, retained_score, upper_bound
 from esparse.permutation.registry import CheckedFn, PermFn, get, get_checked, names, permute_and_report, register
+from esparse.permutation.ria import OFFICIAL_COMMUNITIES, official_communities
 from esparse.permutation.swaps import _effective_block
 
 __all__ = [
+    "OFFICIAL_COMMUNITIES",
     "CheckedFn",
     "PermFn",
     "_effective_block",
@@ -34,6 +36,7 @@ __all__ = [
     "get",
     "get_checked",
     "names",
+    "official_communities",
     "permute_and_report",
     "register",
     "retained_score",

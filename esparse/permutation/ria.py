@@ -4,6 +4,7 @@ linear sum assignment per in-group position ``ria_cp_lsa``."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -13,6 +14,10 @@ from esparse.permutation.objective import _sorted_desc
 from esparse.permutation.registry import register
 from esparse.permutation.swaps import _REL_TOL, _by_column_key, _channel_major, _deal, _relu_gain
 
+#: RIA's official code (``--fast``): contiguous communities in a fixed count by the linear's role
+#: (the roles of :class:`esparse.models.adapters.Adapter`); ``shuffle.communities=official``
+OFFICIAL_COMMUNITIES: dict[str, int] = {"attn_in": 4, "attn_out": 4, "mlp_in": 8, "mlp_out": 16}
+
 
 @register("ria_cp")
 def _ria_cp(score: Tensor, n: int, m: int) -> Tensor:
@@ -20,21 +25,38 @@ def _ria_cp(score: Tensor, n: int, m: int) -> Tensor:
     return _deal(_by_column_key(score, mean=False), m, snake=True)
 
 
-def _communities(num_groups: int, k: int, sweep: int) -> list[Tensor]:
-    """Split the groups into k chunks, strided on even sweeps and contiguous on odd ones.
+def official_communities(role: str | None) -> dict[str, Any]:
+    """The ``_ria_cp_lsa`` options RIA's official code uses for a linear of ``role``: its fixed
+    community count, contiguous chunks on every sweep."""
+    if role not in OFFICIAL_COMMUNITIES:
+        raise ValueError(
+            f"communities='official' needs the linear's role, one of {sorted(OFFICIAL_COMMUNITIES)}; got {role!r}"
+        )
+    return {"communities": OFFICIAL_COMMUNITIES[role], "contiguous": True}
+
+
+def _communities(num_groups: int, k: int, sweep: int, contiguous: bool = False) -> list[Tensor]:
+    """Split the groups into k chunks, strided on even sweeps and contiguous on odd ones (always
+    contiguous with ``contiguous=True``, as RIA's official code).
 
     Snake-dealt neighbours hold channels of nearly equal rank; strided chunks mix all rank bands
     (measured slightly better first), and alternating lets groups of different chunks trade.
     """
     ids = torch.arange(num_groups)
-    if sweep % 2 == 0:
+    if sweep % 2 == 0 and not contiguous:
         ids = torch.argsort(ids % k, stable=True)
     return [chunk for chunk in torch.tensor_split(ids, k) if chunk.numel() > 1]
 
 
 @register("ria_cp_lsa")
 def _ria_cp_lsa(
-    score: Tensor, n: int, m: int, communities: int | None = None, sweeps: int = 1, community_size: int = 64
+    score: Tensor,
+    n: int,
+    m: int,
+    communities: int | None = None,
+    sweeps: int = 1,
+    community_size: int = 64,
+    contiguous: bool = False,
 ) -> Tensor:
     """RIA CP + linear sum assignment, per in-group position.
 
@@ -45,12 +67,15 @@ def _ria_cp_lsa(
     positive, so the result never retains less than ``ria_cp``. ``communities=k`` splits the groups
     into k chunks solved independently (RIA app. F.2; cost ∝ K²/k); ``None`` picks chunks of about
     ``community_size`` groups. ``sweeps`` repeats the pass over positions while it improves,
-    alternating strided and contiguous chunks so that groups in different chunks can trade.
+    alternating strided and contiguous chunks so that groups in different chunks can trade;
+    ``contiguous=True`` keeps contiguous chunks throughout (RIA's code, :func:`official_communities`).
     """
     c, k = score.shape[1], m - n
     num_groups = c // m
     if communities is None:
         communities = max(1, math.ceil(num_groups / community_size))
+    if communities == "official":
+        raise ValueError("communities='official' is resolved by the linear's role: pass official_communities(role)")
     for key, val in (("communities", communities), ("sweeps", sweeps)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{key} must be a positive int, got {val!r}")
@@ -67,7 +92,7 @@ def _ria_cp_lsa(
     tol = max(_REL_TOL, 4 * k * torch.finfo(torch.float32).eps)
     for sweep in range(sweeps):
         by_size: dict[int, list[Tensor]] = {}
-        for ch in _communities(num_groups, communities, sweep):
+        for ch in _communities(num_groups, communities, sweep, contiguous):
             by_size.setdefault(len(ch), []).append(ch.to(dev))
         batches = [torch.stack(chs) for chs in by_size.values()]  # (chunks, size) per chunk size
         chunk_of = torch.zeros(num_groups, dtype=torch.long, device=dev)  # community id of each group

@@ -196,11 +196,15 @@ def _non_finite(node: Any, prefix: str = "") -> list[str]:
 def _shuffle_sizes(shuffle: Mapping[str, Any], pattern: Any) -> list[str]:
     """The permutation's sizes: ``block`` at least one group of m channels (E-Sparse's block shuffle;
     a block that is not a multiple of m is rounded down to one), ``communities`` (null: from
-    ``community_size``), ``sweeps``, ``community_size`` and ``max_iters`` at least 1."""
+    ``community_size``; ``official``: RIA's fixed count by the linear's role), ``sweeps``,
+    ``community_size`` and ``max_iters`` at least 1."""
     keys = ("block", "max_iters", "sweeps", "community_size")
     out = _positive(shuffle, "shuffle", tuple(k for k in keys if k in shuffle))
-    if shuffle.get("communities") is not None:
+    communities = shuffle.get("communities")
+    if _is_int(communities):
         out += _positive(shuffle, "shuffle", ("communities",))
+    elif communities is not None and communities != "official":
+        out.append(f"shuffle.communities: {communities!r} must be an integer >= 1, null or 'official'")
     m = getattr(pattern, "m", None) if getattr(pattern, "kind", None) == "nm" else None
     block = shuffle.get("block")
     if m and _is_int(block) and 1 <= block < m:
