@@ -26,7 +26,7 @@ from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
 from esparse.sparsegpt import DEFAULT_BLOCKSIZE, DEFAULT_PERCDAMP, sparsegpt_prune
-from esparse.stats import DEFAULT_BINS, ChannelStats
+from esparse.stats import DEFAULT_BINS, ChannelStats, input_summary
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,11 @@ class PruneReport:
 
     @property
     def retained_before(self) -> float:
-        return sum(g["retained_before"] for g in self.groups.values())
+        return sum(g.get("retained_before", 0.0) for g in self.groups.values())
 
     @property
     def retained_after(self) -> float:
-        return sum(g["retained_after"] for g in self.groups.values())
+        return sum(g.get("retained_after", 0.0) for g in self.groups.values())
 
     @property
     def fallbacks(self) -> int:
@@ -236,7 +236,7 @@ def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) 
     from esparse.records.memory import host_rss_bytes
 
     layers = [v for k, v in report.layers.items() if k.startswith(prefix + ".")]
-    groups = [v for k, v in report.groups.items() if k.startswith(prefix + ".")]
+    groups = [v for k, v in report.groups.items() if k.startswith(prefix + ".") and "retained_before" in v]
     out = {"block": float(index), "seconds": seconds,
            "sparsity": sum(v["zeros"] for v in layers) / max(1, sum(v["numel"] for v in layers))}  # fmt: skip
     if groups:
@@ -300,7 +300,7 @@ def _prune_group(
     report.group_members[name] = [f"{prefix}.{p}" for p, _ in group]
 
     perm = None
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = input_summary(stats) if stats is not None else {}  # what the score read
     if pattern.kind == "nm":
         stacked = torch.cat(group_scores, 0)
         info["retained_before"] = permutations.retained_score(stacked, pattern.n, pattern.m)
@@ -313,6 +313,7 @@ def _prune_group(
         else:
             info["retained_after"], info["fell_back"] = info["retained_before"], False
         info["upper_bound"] = permutations.upper_bound(stacked, pattern.n, pattern.m)
+    if info:
         report.groups[name] = info
 
     for (path, lin), score in zip(group, group_scores, strict=True):

@@ -24,11 +24,12 @@ Sums are accumulated in float64 so results hardly depend on how the tokens were 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-__all__ = ["ChannelStats", "DEFAULT_BINS"]
+__all__ = ["ChannelStats", "DEFAULT_BINS", "input_summary"]
 
 #: entropy histogram bins of a ChannelStats built without a config (a run reads ``metric.bins``;
 #: equal to conf/metric/esparse.yaml, see :func:`esparse.scores.library_defaults`)
@@ -295,3 +296,18 @@ class ChannelStats:
             f"ChannelStats(in_features={self.in_features}, bins={self.bins}, entropy={self.track_entropy}, "
             f"hessian={self.track_hessian}, nsamples={self.nsamples}, ntokens={self.ntokens}, {phase})"
         )
+
+
+def input_summary(stats: ChannelStats) -> dict[str, float]:
+    """Means over input channels of what the scores read, from a finalized pass (no extra forward).
+
+    ``x_norm_wanda_mean`` under Wanda's convention (``norm``), ``x_norm_l2_mean`` under E-Sparse's
+    text (sqrt(Σx²) over all tokens = sqrt(nsamples) × Wanda's) and, when the entropy was collected,
+    ``entropy_mean``: E-Sparse's α = 70 balances α·H against ‖X‖ only where these ratios are ≈ 70,
+    and ``alpha=auto`` is their ratio per layer, so a record shows where either one holds.
+    """
+    wanda = float(stats.norm.to(torch.float64).mean())
+    out = {"x_norm_wanda_mean": wanda, "x_norm_l2_mean": wanda * math.sqrt(stats.nsamples)}
+    if stats.track_entropy:
+        out["entropy_mean"] = float(stats.entropy.to(torch.float64).mean())
+    return out

@@ -33,6 +33,8 @@ def test_run_writes_complete_record(overrides, tmp_path):
     assert m["ppl/wikitext2"] != m["dense/ppl/wikitext2"]
     assert m["permutation/retained_before"] == m["permutation/retained_after"]
     assert m["permutation/fallbacks"] == 0
+    for group in on_disk["details"]["groups"].values():  # what wanda read from the calibration pass
+        assert group["x_norm_l2_mean"] > group["x_norm_wanda_mean"] > 0 and group["fell_back"] is False
     assert on_disk["env"]["versions"]["torch"]
     assert len(list((tmp_path / "results" / "runs").glob("*.json"))) == 2  # + the dense baseline record
     # every timed stage also has its peak memory; on CPU there is no device peak to claim

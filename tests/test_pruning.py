@@ -114,3 +114,40 @@ def test_one_permutation_per_linear_keeps_at_least_the_groups_retained_score_on_
         assert own >= shared * (1 - 1e-6), name
     q = [n for n in linear_perms if n.endswith("q_proj")]
     assert any(linear_perms[n] != linear_perms[n.replace("q_proj", "k_proj")] for n in q)
+
+
+def test_input_summary_reads_both_norm_conventions_and_the_entropy_by_hand():
+    """Two samples of three tokens, two channels: Σx² = 25 and 100, so Wanda's norms are 5/√2 and
+    10/√2 and the plain ℓ2 norms 5 and 10; with 2 bins the channels split 3/3 and 4/2."""
+    import math
+
+    from esparse.stats import input_summary
+
+    x = torch.tensor([[[1.0, 0], [2, 0], [2, 6]], [[0, 8], [4, 0], [0, 0]]])
+    s = input_summary(ChannelStats.from_inputs(x, bins=2))
+    assert s["x_norm_wanda_mean"] == pytest.approx((5 + 10) / 2 / math.sqrt(2))
+    assert s["x_norm_l2_mean"] == pytest.approx(7.5)
+    assert s["x_norm_l2_mean"] == pytest.approx(math.sqrt(2) * s["x_norm_wanda_mean"])
+    h1 = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
+    assert s["entropy_mean"] == pytest.approx((math.log(2) + h1) / 2)
+    assert "entropy_mean" not in input_summary(ChannelStats.from_inputs(x, entropy=False))
+
+
+@pytest.mark.parametrize(
+    ("metric", "pattern", "keys"),
+    [
+        ("esparse", "2:4", {"x_norm_wanda_mean", "x_norm_l2_mean", "entropy_mean"}),
+        ("wanda", "2:4", {"x_norm_wanda_mean", "x_norm_l2_mean"}),
+        ("wanda", {"kind": "unstructured", "sparsity": 0.5, "scope": "row"}, {"x_norm_wanda_mean", "x_norm_l2_mean"}),
+        ("magnitude", "2:4", set()),
+    ],
+)
+def test_each_group_reports_what_its_score_read_from_the_calibration_pass(metric, pattern, keys):
+    calib = _calib()
+    report = prune_model(tiny_llama(), calib, PruneSpec(metric, Pattern.parse(pattern)), progress=False)
+    readings = {"x_norm_wanda_mean", "x_norm_l2_mean", "entropy_mean"}
+    assert len(report.groups) == 8  # 2 blocks x 4 shared-input groups, unstructured included
+    for g in report.groups.values():
+        assert set(g) & readings == keys
+        if keys:
+            assert g["x_norm_l2_mean"] == pytest.approx(calib.shape[0] ** 0.5 * g["x_norm_wanda_mean"])
