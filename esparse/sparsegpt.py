@@ -8,12 +8,14 @@ they are batched into one matmul per block (the "lazy batch" trick), which is ma
 
 Selection uses the saliency w² / U_jj² of the *already updated* weights: every m columns for N:M, once
 per block for unstructured. With a given keep-mask (``+rec``), selection is skipped and only the kept
-weights are reconstructed.
+weights are reconstructed. With a ``quantize`` hook each kept weight is replaced by its quantized
+value instead of being kept as it is: that is GPTQ (``esparse/quant.py``), SparseGPT's solver without
+mask selection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -71,6 +73,7 @@ def sparsegpt_prune(
     percdamp: float = DEFAULT_PERCDAMP,
     mask: torch.Tensor | None = None,
     tie: TieBreak = LOW_INDEX,
+    quantize: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Prune ``weight`` (out × in) to ``pattern`` with OBS updates; return (new weight, keep-mask).
 
@@ -78,7 +81,10 @@ def sparsegpt_prune(
     For unstructured patterns each block prunes its share of the target so the totals are exact:
     ``scope="row"`` gives every row floor(s·c) zeros (comparable with Wanda), ``scope="layer"`` selects
     over all rows of the block as the reference implementation does. ``tie`` orders exactly equal
-    saliencies (each column block draws its own stream under ``random``).
+    saliencies (each column block draws its own stream under ``random``). ``quantize(col, ahead,
+    keep_ahead)`` returns column ``col``'s quantized values from the updated weights of the columns
+    ``col, col+1, ...`` up to the end of its block (and their keep-mask); its error flows on as a
+    pruned weight's does.
     """
     p = Pattern.parse(pattern)
     if weight.dim() != 2:
@@ -94,7 +100,7 @@ def sparsegpt_prune(
             raise ValueError(
                 f"mask must be a bool tensor of shape {(rows, cols)}, got {mask.dtype} {tuple(mask.shape)}"
             )
-    elif p.kind == "dense":
+    elif p.kind == "dense" and quantize is None:
         return weight.detach().clone(), torch.ones(rows, cols, dtype=torch.bool, device=weight.device)
     elif p.kind == "nm" and blocksize % p.m:
         raise ValueError(f"blocksize={blocksize} must be a multiple of m={p.m} so groups stay aligned")
@@ -124,7 +130,8 @@ def sparsegpt_prune(
                 sal = w1[:, i : i + p.m].square() / d[i : i + p.m].square()
                 keep[:, col : col + p.m] = nm_mask(sal, p.n, p.m, tie.derive(col))
             wi = w1[:, i]
-            qi = torch.where(keep[:, col], wi, torch.zeros_like(wi))
+            qi = wi if quantize is None else quantize(col, w1[:, i:], keep[:, col:i2])
+            qi = torch.where(keep[:, col], qi, torch.zeros_like(wi))
             q1[:, i] = qi
             e = (wi - qi) / d[i]
             w1[:, i:] -= e[:, None] * u1[i, i:][None, :]

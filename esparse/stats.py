@@ -17,6 +17,7 @@ Conventions (docs/method.md §2, the papers' reference code):
 - ``hessian = 2 / nsamples · Σ_tokens x xᵀ`` (SparseGPT's ``add_batch``);
 - with ``moments=True`` (DSnoT, docs/refine.md): ``mean_j`` over all tokens, and ``var_j`` the mean over
   samples of each sample's own (population) variance over its tokens (DSnoT's per-sample ``add_batch``);
+- with ``absmean=True`` (AWQ's activation scale, docs/quant.md): ``absmean_j = Σ_tokens |x_j| / ntokens``;
 - ``entropy_j = -Σ_k p_k ln p_k`` over ``bins`` equal bins of ``[min_j, max_j]``, natural log; a value
   equal to ``max_j`` falls in the last bin; a zero-range channel has entropy 0.
 Sums are accumulated in float64 so results hardly depend on how the tokens were split into calls.
@@ -58,6 +59,7 @@ class ChannelStats:
         hessian: bool = False,
         device: torch.device | str | None = None,
         moments: bool = False,
+        absmean: bool = False,
     ) -> None:
         if isinstance(in_features, bool) or not isinstance(in_features, int) or in_features < 1:
             raise ValueError(f"in_features must be a positive int, got {in_features!r}")
@@ -68,6 +70,7 @@ class ChannelStats:
         self.track_entropy = bool(entropy)
         self.track_hessian = bool(hessian)
         self.track_moments = bool(moments)
+        self.track_absmean = bool(absmean)
         self.device = torch.device(device) if device is not None else None
         self.nsamples = 0
         self.ntokens = 0
@@ -79,6 +82,7 @@ class ChannelStats:
         self._hess: torch.Tensor | None = None
         self._sum: torch.Tensor | None = None
         self._varsum: torch.Tensor | None = None
+        self._abssum: torch.Tensor | None = None
         self._hist: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
 
@@ -91,6 +95,7 @@ class ChannelStats:
         hessian: bool = False,
         device: torch.device | str | None = None,
         moments: bool = False,
+        absmean: bool = False,
     ) -> ChannelStats:
         """Finalized statistics of calibration inputs held in memory, both passes in one call.
 
@@ -105,7 +110,10 @@ class ChannelStats:
         first = batches[0]
         if not isinstance(first, torch.Tensor) or first.dim() == 0:
             raise TypeError(f"from_inputs() expects tensors, got {type(first).__name__}")
-        stats = cls(int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device, moments=moments)
+        stats = cls(
+            int(first.shape[-1]), bins=bins, entropy=entropy, hessian=hessian, device=device, moments=moments,
+            absmean=absmean,
+        )  # fmt: skip
         while not stats.finalized:  # pass 1, then (entropy only) the histogram replay
             for x in batches:
                 stats.update(x)
@@ -152,6 +160,8 @@ class ChannelStats:
             if self.track_moments:
                 self._sum = torch.zeros(c, dtype=torch.float64, device=dev)
                 self._varsum = torch.zeros(c, dtype=torch.float64, device=dev)
+            if self.track_absmean:
+                self._abssum = torch.zeros(c, dtype=torch.float64, device=dev)
         self.nsamples += nsamples
         self.ntokens += flat.shape[0]
         if flat.shape[0] == 0:
@@ -163,6 +173,8 @@ class ChannelStats:
             self._sumsq += chunk.square().sum(dim=0)
             if self._sum is not None:
                 self._sum += chunk.sum(dim=0)
+            if self._abssum is not None:
+                self._abssum += chunk.abs().sum(dim=0)
         if self._varsum is not None:  # each sample's variance about its own mean, weighted by its tokens
             for sample in flat.reshape(nsamples, -1, self.in_features):
                 x64 = sample.to(torch.float64)
@@ -267,6 +279,14 @@ class ChannelStats:
         """(c,) float32: the samples' mean within-sample variance (population), with ``moments=True``."""
         self._require_moments("var")
         return (self._varsum / self.ntokens).to(torch.float32)
+
+    @property
+    def absmean(self) -> torch.Tensor:
+        """(c,) float32: Σ_tokens |x| / ntokens (AWQ's activation scale), with ``absmean=True``."""
+        if not self.track_absmean:
+            raise RuntimeError("ChannelStats was built with absmean=False; no mean |x| was accumulated")
+        self._require_pass1("absmean")
+        return (self._abssum / self.ntokens).to(torch.float32)
 
     @property
     def histogram(self) -> torch.Tensor:
