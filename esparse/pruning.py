@@ -3,7 +3,8 @@
 For each decoder block: hook the first linear of every shared-input group, stream the block's
 calibration inputs through it to collect per-input-channel statistics (a second pass when the
 score needs a histogram), then per group: score → (optional) input-channel permutation → mask →
-(optional) OBS reconstruction → write the weights. Finally re-run the block with its pruned
+(optional) OBS reconstruction → (optional) quantization → write the weights (``quant.order=quantize_first``
+quantizes before the score instead). Finally re-run the block with its pruned
 weights: those outputs are the next block's inputs, so later blocks calibrate on what the pruned
 model really feeds them.
 """
@@ -20,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from esparse import permutation as permutations
+from esparse import quant as quantizers
 from esparse import refine as refiners
 from esparse import scores
 from esparse.masks import Pattern, TieBreak, make_mask
@@ -53,10 +55,21 @@ class PruneSpec:
     #: mask refinement after the mask of any score and permutation (``none`` | ``dsnot``, esparse/refine.py)
     refine: str = "none"
     refine_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    #: fake-quant of every linear after the mask, or before the score (``none`` | ``rtn`` | ``gptq`` | ``awq``,
+    #: esparse/quant.py); ``quant_kwargs`` are the group's keys (``bits``, ``group_size``, ``order``, ...)
+    quant: str = "none"
+    quant_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.refine != "none" and self.obs_selects:
             raise ValueError(f"refine={self.refine!r} cannot refine metric={self.metric!r}: OBS selects its own mask")
+        if self.quant_first and self.uses_obs:
+            raise ValueError(f"quant order=quantize_first: the OBS update of metric={self.metric!r} leaves the grid")
+
+    @property
+    def quant_first(self) -> bool:
+        """Quantize before the score (which then reads the quantized weights), not after the mask."""
+        return self.quant != "none" and self.quant_kwargs.get("order", "prune_first") == "quantize_first"
 
     @property
     def obs_selects(self) -> bool:
@@ -84,6 +97,8 @@ class PruneReport:
     seconds: dict[str, float] = field(default_factory=dict)
     #: ``swaps`` (regrow/prune pairs) and ``seconds`` of the mask refinement, when one ran
     refine: dict[str, float] = field(default_factory=dict)
+    #: ``rounded_to_zero`` (kept weights quantized to 0) and ``seconds`` of the quantization, when one ran
+    quant: dict[str, float] = field(default_factory=dict)
 
     def layer_permutations(self) -> dict[str, list[int]]:
         """Each group's permutation under the full name of every linear in the group."""
@@ -114,7 +129,7 @@ def _needs(spec: PruneSpec) -> frozenset[str]:
         needs.add("hessian")
     if spec.refine != "none":
         needs.add("moments")
-    return frozenset(needs)
+    return frozenset(needs | quantizers.needs(spec.quant))
 
 
 def _run_block(block: nn.Module, inps: list[torch.Tensor], kwargs: dict[int, list[dict]], i: int) -> list[torch.Tensor]:
@@ -155,6 +170,8 @@ def prune_model(
     report = PruneReport()
     if spec.refine != "none":
         report.refine = {"swaps": 0, "seconds": 0.0}
+    if spec.quant != "none":
+        report.quant = {"rounded_to_zero": 0, "seconds": 0.0}
     t0 = time.perf_counter()
     blocks = adapter.blocks(model)
     home = module_device(blocks[0])
@@ -197,6 +214,7 @@ def prune_model(
                 hessian="hessian" in needs,
                 device=module_device(block),
                 moments="moments" in needs,
+                absmean="absmean" in needs,
             )
             for group in groups
         ]
@@ -295,6 +313,8 @@ def _prune_group(
         w = lin.weight.data
         if not torch.isfinite(w).all():
             raise FloatingPointError(f"non-finite weights in {prefix}.{path}")
+        if spec.quant_first:  # RIA app. I's other order: the score reads the quantized weights
+            w.copy_(_quantize(spec, f"{prefix}.{path}", w, None, stats, None, None, report))
         group_scores.append(score_fn(w.float(), stats, **spec.metric_kwargs))
     name = f"{prefix}.{'+'.join(p for p, _ in group)}"
     report.group_members[name] = [f"{prefix}.{p}" for p, _ in group]
@@ -341,9 +361,20 @@ def _prune_group(
                 )
             else:
                 new_w = w * mask
+        if spec.quant != "none" and not spec.quant_first:
+            new_w = _quantize(spec, f"{prefix}.{path}", new_w, mask, stats, perm, hessian, report, pattern)
         if perm is not None:
             inv = torch.argsort(perm)
             new_w, mask = new_w[:, inv], mask[:, inv]
         lin.weight.data.copy_(new_w.to(lin.weight.dtype))
         zeros = int((lin.weight.data == 0).sum())
         report.layers[f"{prefix}.{path}"] = {"zeros": zeros, "numel": lin.weight.numel()}
+
+
+def _quantize(spec: PruneSpec, label, w, mask, stats, perm, hessian, report: PruneReport, pattern=None) -> torch.Tensor:
+    """One linear quantized as ``spec.quant`` says (esparse/quant.py), counted in the report."""
+    t = time.perf_counter()
+    q, rounded = quantizers.apply(spec.quant, w, mask, stats, perm, spec.quant_kwargs, pattern, hessian, label)
+    report.quant["rounded_to_zero"] += rounded
+    report.quant["seconds"] += time.perf_counter() - t
+    return q

@@ -44,6 +44,8 @@ DEFAULT_NORM = "wanda"
 DEFAULT_SHARE = "group"
 #: the mask refinement came later: ``refine: none`` (what every earlier record did) stays out of the hash
 DEFAULT_REFINE = "none"
+#: so did quantization: ``quant: none`` (no record before it quantized) stays out of the hash
+DEFAULT_QUANT = "none"
 #: a preset's name groups runs (records, W&B) but changes no number: hashed as null, so one
 #: configuration has one record whichever preset (or plain override) asked for it
 LABEL_KEYS = ("experiment",)
@@ -80,9 +82,10 @@ def _hash_view(cfg: Mapping[str, Any]) -> dict[str, Any]:
     shuffle = view.get("shuffle")
     if isinstance(shuffle, Mapping) and shuffle.get("share") == DEFAULT_SHARE:
         view["shuffle"] = {k: x for k, x in shuffle.items() if k != "share"}
-    refine = view.get("refine")
-    if isinstance(refine, Mapping) and refine.get("name") == DEFAULT_REFINE and len(refine) == 1:
-        view.pop("refine")
+    for group, default in (("refine", DEFAULT_REFINE), ("quant", DEFAULT_QUANT)):
+        section = view.get(group)
+        if isinstance(section, Mapping) and section.get("name") == default and len(section) == 1:
+            view.pop(group)
     if isinstance(view.get("pattern"), Mapping):
         pat = dict(view["pattern"])
         if pat.get("tie_break", DEFAULT_TIE_BREAK) != "random":

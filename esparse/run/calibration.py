@@ -57,6 +57,8 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
     the score's options; a missing, unknown or bad one is a ConfigError naming it."""
     metric = require(cfg, "metric")
     name = require(cfg, "metric.name")
+    if name == "dense":  # pattern=dense with quant: the quantization alone, no score decides anything
+        metric, name = {"name": "magnitude", "reconstruct": False}, "magnitude"
     problems = scores.check_options(name, metric)
     if problems:
         raise ConfigError(problems)
@@ -64,6 +66,7 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
     shuffle = dict(require(cfg, "shuffle"))
     share = shuffle.pop("share", "group")
     refine = dict(cfg.get("refine") or {"name": "none"})  # a config from before the refine group: none
+    quant = dict(cfg.get("quant") or {"name": "none"})  # ... and before the quant group
     return PruneSpec(
         metric=name,
         pattern=Pattern.parse(dict(require(cfg, "pattern"))),
@@ -77,6 +80,8 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
         percdamp=float(require(cfg, "reconstruction.percdamp")),
         refine=refine.pop("name"),
         refine_kwargs=refine,
+        quant=quant.pop("name"),
+        quant_kwargs=quant,
         **({"bins": int(metric["bins"])} if "bins" in options else {}),  # only scores with entropy take it
     )
 

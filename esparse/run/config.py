@@ -28,14 +28,18 @@ class ConfigError(ValueError):
 
 def normalize(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Canonical form: a dense run ignores metric, shuffle and calibration (so every spelling of
-    "dense" shares one record), integral score exponents are floats, and device=auto is resolved."""
+    "dense" shares one record; a dense run that quantizes keeps its calibration and prune stage, where
+    the quantization runs), integral score exponents are floats, and device=auto is resolved."""
+    from esparse.quant import active
+
     cfg = dict(cfg)
     if (cfg.get("pattern") or {}).get("kind") == "dense":
         cfg["metric"] = {"name": "dense"}
         cfg["shuffle"] = {"name": "none"}
         cfg["refine"] = {"name": "none"}
-        cfg["calibration"] = None
-        cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
+        if not active(cfg.get("quant")):
+            cfg["calibration"] = None
+            cfg["stages"] = [s for s in cfg.get("stages", []) if s != "prune"]
     metric = dict(cfg.get("metric") or {})
     for key in _number_options(metric.get("name")):  # metric.alpha=70 and 70.0 are one experiment, so one record
         if isinstance(metric.get(key), int) and not isinstance(metric[key], bool):
@@ -60,7 +64,7 @@ def _number_options(metric: Any) -> list[str]:
 
 def validate(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` listing every invalid value in a resolved, normalized config."""
-    from esparse import permutation, refine, scores
+    from esparse import permutation, quant, refine, scores
     from esparse.masks import Pattern, TieBreak
     from esparse.run.data import CORPORA
 
@@ -103,22 +107,15 @@ def validate(cfg: Mapping[str, Any]) -> None:
             problems.append(f"shuffle.name: {shuffle!r} needs an N:M pattern, got pattern={pattern.name!r}")
         if pattern is not None and pattern.kind == "nm" and arch:
             problems += _divisibility(arch, model.get("family", "llama"), pattern.m)
-        cal = cfg.get("calibration") or {}
-        if cal.get("name") not in CORPORA:
-            problems.append(f"calibration.name: {cal.get('name')!r} is not one of {sorted(CORPORA)}")
-        problems += _positive(cal, "calibration", ("nsamples", "seqlen", "batch_size"))
-        if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
-            problems.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
         problems += _metric_types(cfg.get("metric") or {})
         problems += refine.check_options(cfg.get("refine"), metric)
         problems += _shuffle_sizes(cfg.get("shuffle") or {}, pattern)
         share = (cfg.get("shuffle") or {}).get("share", "group")
         if share not in ("group", "linear"):
             problems.append(f"shuffle.share: {share!r} is not one of ['group', 'linear']")
-        if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
-            problems.append(
-                f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}"
-            )
+    if not dense or quant.active(cfg.get("quant")):  # dense + quant calibrates too
+        problems += _calibration(cfg.get("calibration") or {}, model)
+    problems += quant.check_options(cfg.get("quant"), obs=not dense and _obs(cfg.get("metric") or {}))
 
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     if "eval" in stages:
@@ -179,6 +176,30 @@ def validate(cfg: Mapping[str, Any]) -> None:
     problems += [p for p in _non_finite(cfg) if p.split(":", 1)[0] not in named]
     if problems:
         raise ConfigError(problems)
+
+
+def _calibration(cal: Mapping[str, Any], model: Mapping[str, Any]) -> list[str]:
+    """The ``calibration`` section of a run that prunes (or quantizes)."""
+    from esparse.run.data import CORPORA
+
+    out = []
+    if cal.get("name") not in CORPORA:
+        out.append(f"calibration.name: {cal.get('name')!r} is not one of {sorted(CORPORA)}")
+    out += _positive(cal, "calibration", ("nsamples", "seqlen", "batch_size"))
+    if not _is_int(cal.get("seed", 0)) or cal.get("seed", 0) < 0:
+        out.append(f"calibration.seed: {cal.get('seed')!r} must be an integer >= 0")
+    ctx = model.get("context_length")
+    if ctx and isinstance(cal.get("seqlen"), int) and cal["seqlen"] > ctx:
+        out.append(f"calibration.seqlen: {cal['seqlen']} exceeds model {model.get('name')!r} context_length {ctx}")
+    return out
+
+
+def _obs(metric: Mapping[str, Any]) -> bool:
+    """Whether the pruning updates the kept weights by OBS (``metric=sparsegpt``, ``metric.reconstruct``)."""
+    from esparse import scores
+
+    name = metric.get("name")
+    return metric.get("reconstruct") is True or (name in scores.names() and scores.get(name).reconstructs)
 
 
 def _non_finite(node: Any, prefix: str = "") -> list[str]:

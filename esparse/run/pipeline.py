@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from esparse import quant
 from esparse.models import hub
 from esparse.records import claims, hashing, resume, store, wandb_logger
 from esparse.run import calibration, preflight
@@ -38,6 +39,7 @@ def dense_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     d["stages"] = [s for s in d.get("stages", []) if s == "eval"]
     d["save_dir"] = None
     d["experiment"] = None
+    d["quant"] = {"name": "none"}  # the baseline is the model in its own dtype
     return normalize(d)
 
 
@@ -245,6 +247,9 @@ def _prune_fields(cfg: Mapping[str, Any], m: _Loaded, report) -> Added:
     if report.refine:
         metrics["refine/swaps"], metrics["refine/seconds"] = report.refine["swaps"], report.refine["seconds"]
     details = {"layers": report.layers, "groups": report.groups, "prune_seconds": report.seconds}
+    if report.quant:  # what is evaluated next is fake-quant (dequantized weights): the record says so
+        metrics.update({f"quant/{k}": v for k, v in report.quant.items()})  # rounded_to_zero, seconds
+        details["quant"] = quant.record_details(cfg["quant"], report.quant)
     return {"metrics": metrics, "details": details}
 
 

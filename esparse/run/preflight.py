@@ -161,9 +161,12 @@ def staging_writable(save_dir: Any) -> list[str]:
 
 def corpora_in_use(cfg: Mapping[str, Any]) -> dict[str, list[str]]:
     """``{"calibration": [corpus], "eval": [corpora]}`` that this run will actually read."""
+    from esparse.quant import active
+
     stages = list(cfg.get("stages") or [])
     cal = cfg.get("calibration") or {}
-    dense = (cfg.get("pattern") or {}).get("kind") == "dense"
+    # a dense run calibrates only to quantize
+    dense = (cfg.get("pattern") or {}).get("kind") == "dense" and not active(cfg.get("quant"))
     ppl = (cfg.get("eval") or {}).get("ppl") or {}
     return {
         "calibration": [cal["name"]] if "prune" in stages and not dense and cal.get("name") else [],

@@ -61,7 +61,10 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
         return []
     on_host = cfg.get("device") == "cpu"
     problems = []
-    dense = (cfg.get("pattern") or {}).get("kind") == "dense"
+    from esparse.quant import active
+
+    # a dense run calibrates only to quantize
+    dense = (cfg.get("pattern") or {}).get("kind") == "dense" and not active(cfg.get("quant"))
     cal_on_host = "prune" in stages and not dense and (on_host or cfg.get("activations_on") == "cpu")
     sizes = calibration_bytes(cfg, hidden, nbytes)
     if cal_on_host and sizes and sizes[2] > available:
