@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:  # `python -m pytest` has it; a bare `pytest` may 
 
 from analysis import benches  # noqa: E402
 from analysis import records as rec_io  # noqa: E402
-from analysis.tables import browser, matching, paper_tables, render  # noqa: E402
+from analysis.tables import browser, matching, paper_tables, render, selection  # noqa: E402
 
 PATTERNS = {
     "2:4": {"name": "2:4", "kind": "nm", "n": 2, "m": 4, "sparsity": 0.5, "scope": "row"},
@@ -48,15 +48,22 @@ def make_record(
     reconstruct=False,
     device="NVIDIA A100",
     scope=None,
+    shuffle_kw=None,
     **metric_kw,
 ):
-    """A record in the INTERFACES.md schema (as esparse.run.pipeline writes it)."""
+    """A record in the INTERFACES.md schema (as esparse.run.pipeline writes it; a paper model's
+    E-Sparse reads the l2 norm and its RIA permutations run as RIA's code, as its model config sets)."""
     dense = pattern == "dense"
+    paper_model = model not in ("smollm2_135m", "gemma3_270m")
+    if paper_model and metric == "esparse":
+        metric_kw = {"norm": "l2", **metric_kw}
+    layout = {"ria_cp": {"share": "linear"}, "ria_cp_lsa": {"share": "linear", "communities": "official"}}
+    shuffle_kw = (layout.get(shuffle, {}) if paper_model else {}) if shuffle_kw is None else shuffle_kw
     cfg = {
         "model": {"name": model, "family": "llama"},
         "metric": {"name": "dense"} if dense else {"name": metric, "reconstruct": reconstruct, **metric_kw},
         "pattern": {**PATTERNS[pattern], **({"scope": scope} if scope else {})},
-        "shuffle": {"name": "none" if dense else shuffle},
+        "shuffle": {"name": "none"} if dense else {"name": shuffle, **shuffle_kw},
         "calibration": None if dense else {"name": calibration, **CAL_SIZES.get(calibration, CAL_SIZES["c4"])},
         "experiment": None,
     }
@@ -193,6 +200,16 @@ def test_ria_tables_key_on_shuffle_a_reconstruct_and_calibration(tmp_path):
         tmp_path,
         make_record("cp", "llama2_13b", metric="wanda", shuffle="ria_cp", metrics={"ppl/wikitext2": 8.9}),
         make_record("lsa", "llama2_13b", metric="ria", shuffle="ria_cp_lsa", metrics={"ppl/wikitext2": 7.7}),
+        # newer, but one permutation per input group: not RIA's code, so no paper cell
+        make_record(
+            "grp",
+            "llama2_13b",
+            metric="ria",
+            shuffle="ria_cp_lsa",
+            metrics={"ppl/wikitext2": 7.0},
+            finished="2026-01-01T00:00:00+00:00",
+            shuffle_kw={},
+        ),  # fmt: skip
         make_record(
             "a1", "llama13b", metric="ria", pattern="unstructured", scope="layer", a=1.0, metrics={"ppl/wikitext2": 6.2}
         ),
@@ -483,7 +500,7 @@ def test_local_sizes_are_the_yaml_defaults():
         "cal_seqlen": cal["seqlen"],
         "eval_nsamples": ev["ppl"]["nsamples"],
         "eval_seqlen": ev["ppl"]["seqlen"],
-    } == matching.LOCAL_SIZES
+    } == selection.LOCAL_SIZES
 
 
 def test_a_record_not_named_by_its_hash_or_of_an_unknown_status_is_reported(tmp_path):

@@ -13,7 +13,10 @@ configuration now share one record. RIA Table 2's presets changed on purpose whe
 over the whole layer (``pattern.scope: layer``, RIA's code); no record of them existed. The bare
 paper models (``model=llama7b``, ...) changed on purpose when a paper model began to run the papers'
 protocol (C4 calibration, WikiText-2 over 2048-token windows) unless the command line says otherwise;
-no record of them existed (every paper-scale run so far named its protocol or preset).
+no record of them existed (every paper-scale run so far named its protocol or preset). They changed
+again, on purpose, when a paper model began to read E-Sparse's ||X_j|| as the paper's text defines it
+(``model.esparse_norm: l2``) and RIA's channel permutation as its official code (``model.ria_share:
+linear``, ``model.ria_communities: official``); still no record of them existed.
 """
 
 from __future__ import annotations

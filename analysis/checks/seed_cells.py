@@ -44,9 +44,10 @@ def seedless_key(cfg: Mapping[str, Any]) -> str:
     metric = view.get("metric")
     if isinstance(metric, Mapping) and metric.get("norm") == "wanda":
         view["metric"] = {k: v for k, v in metric.items() if k != "norm"}
-    refine = view.get("refine")
-    if isinstance(refine, Mapping) and refine.get("name") == "none" and len(refine) == 1:  # the default: unhashed
-        view.pop("refine")
+    for group in ("refine", "quant"):  # the defaults: unhashed
+        sect = view.get(group)
+        if isinstance(sect, Mapping) and sect.get("name") == "none" and len(sect) == 1:
+            view.pop(group)
     shuffle = view.get("shuffle")
     if isinstance(shuffle, Mapping) and shuffle.get("share") == "group":  # the permutation's sharing: its default
         view["shuffle"] = {k: v for k, v in shuffle.items() if k != "share"}

@@ -1,6 +1,6 @@
 """The results page, generated from the committed records: every number on it has a record.
 
-``docs/results.md`` holds, per bundled model (the embedded default's sizes: ``matching.LOCAL_SIZES``),
+``docs/results.md`` holds, per bundled model (the embedded default's sizes: ``selection.LOCAL_SIZES``),
 each cell ``mean ± std (n)`` over calibration seeds (``analysis.stats.cells``):
 
 - **scores**: every score × {2:4, 4:8}, no channel permutation;
@@ -53,7 +53,8 @@ from analysis.stats.cells import (
     models,
 )
 from analysis.stats.families import families_table
-from analysis.tables.matching import DEFAULT_TIE_BREAK, seed_of
+from analysis.tables.matching import seed_of
+from analysis.tables.selection import DEFAULT_TIE_BREAK
 
 #: the generated block of the results page and of the README's summary
 PAGE = "docs/results.md"

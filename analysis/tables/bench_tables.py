@@ -17,19 +17,9 @@ import pandas as pd
 
 from analysis import benches
 from analysis.records import is_missing, pattern_fields
-from analysis.tables.matching import (
-    NOT_RUN,
-    Lines,
-    as_float,
-    as_str,
-    cell_line,
-    cell_pattern,
-    done_list,
-    is_close,
-    orientation,
-    pattern_ok,
-)
+from analysis.tables.matching import NOT_RUN, Lines, cell_line, done_list, orientation
 from analysis.tables.reference import PaperCell, PaperTable
+from analysis.tables.selection import as_float, as_str, cell_pattern, is_close, pattern_ok
 
 
 def _or_record_rows(bench: pd.DataFrame | None, records: pd.DataFrame) -> pd.DataFrame:

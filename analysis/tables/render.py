@@ -145,8 +145,8 @@ def unplaced(records: pd.DataFrame, built: Mapping[str, pd.DataFrame]) -> list[s
 
 
 def _why_unplaced(rec: Mapping[str, Any]) -> str:
-    from analysis.tables.matching import DEFAULT_TIE_BREAK, PAPER_CALIBRATION, at_local_sizes
     from analysis.tables.reference import paper_models
+    from analysis.tables.selection import DEFAULT_TIE_BREAK, PAPER_CALIBRATION, at_local_sizes
 
     if str(rec.get("tie_break") or DEFAULT_TIE_BREAK) != DEFAULT_TIE_BREAK:
         return (
