@@ -584,3 +584,22 @@ def test_an_unstructured_cell_reads_the_scope_its_paper_ranked_over(tmp_path):
     t1 = paper_tables.get("ria_t1")(rec_io.load_records(tmp_path))
     assert cell(t1, "RIA (Ours)", "LLaMA 7b", "llama7b")["config_hash"] == "rlay"
     assert cell(t1, "Wanda", "LLaMA 7b", "llama7b")["ours"] == "not run"
+
+
+def test_committed_records_give_every_perplexity_table_a_seeded_local_cell_per_bundled_model(tmp_path):
+    """`make tables` on a fresh clone: each perplexity table has, for each bundled model, a cell
+    whose method calibrates (not dense, not plain magnitude) filled by >= 3 calibration seeds."""
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "runs").symlink_to(ROOT / "results" / "reference" / "runs")
+    recs = rec_io.load_records(tmp_path)
+    ref = paper_tables.load_reference()
+    ppl_tables = [n for n, spec in paper_tables.TABLES.items() if ref[n].quantity == "ppl"]
+    assert len(ppl_tables) == 9, ppl_tables
+    for name in ppl_tables:
+        df = paper_tables.get(name)(recs)
+        for model in ("smollm2_135m", "gemma3_270m"):
+            cells = df[(df["ours_model"] == model) & (df["ours"] != "not run")]
+            calibrating = cells[~cells["row"].str.lower().isin(["dense", "fp16", "magnitude"])]
+            calibrating = calibrating[~calibrating["row"].str.lower().str.startswith(("magnitude,", "|w|"))]
+            ns = pd.to_numeric(calibrating["n"], errors="coerce")
+            assert (ns >= 3).any(), (name, model, sorted(cells["row"]))
