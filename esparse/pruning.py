@@ -99,6 +99,8 @@ class PruneReport:
     refine: dict[str, float] = field(default_factory=dict)
     #: ``rounded_to_zero`` (kept weights quantized to 0) and ``seconds`` of the quantization, when one ran
     quant: dict[str, float] = field(default_factory=dict)
+    #: each quantized linear's grid (original column order), for ``save_format=nm``'s integer codes
+    grids: dict[str, quantizers.Grid] = field(default_factory=dict)
 
     def layer_permutations(self) -> dict[str, list[int]]:
         """Each group's permutation under the full name of every linear in the group."""
@@ -374,7 +376,9 @@ def _prune_group(
 def _quantize(spec: PruneSpec, label, w, mask, stats, perm, hessian, report: PruneReport, pattern=None) -> torch.Tensor:
     """One linear quantized as ``spec.quant`` says (esparse/quant.py), counted in the report."""
     t = time.perf_counter()
-    q, rounded = quantizers.apply(spec.quant, w, mask, stats, perm, spec.quant_kwargs, pattern, hessian, label)
+    q, rounded = quantizers.apply(
+        spec.quant, w, mask, stats, perm, spec.quant_kwargs, pattern, hessian, label, report.grids
+    )
     report.quant["rounded_to_zero"] += rounded
     report.quant["seconds"] += time.perf_counter() - t
     return q

@@ -3,7 +3,9 @@
 RIA's appendix I (Table 12) prunes to 50 % and then quantizes with GPTQ or AWQ; "prune first,
 quantize second" is the better order. Every method here returns *dequantized* weights (each one
 ``scale · (q − zero)`` on its group's grid), so the evaluation that follows is of the quantized model
-in floating point ("fake-quant"); the integer codes are not kept.
+in floating point ("fake-quant"). Each method can also return its :class:`Grid` (scale, zero, the group of
+each column, AWQ's channel scale), from which ``save_format=nm`` stores integer codes that load back
+to the same weights bit for bit (esparse/compressed.py).
 
 The grid is asymmetric min-max with a zero point, GPTQ's default: per output row and per group of
 ``group_size`` consecutive input columns (``-1``: the whole row), ``scale = (max − min) / (2^bits − 1)``
@@ -14,7 +16,8 @@ weight stays exactly 0. A kept weight may round to 0 (counted: ``quant/rounded_t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -22,7 +25,10 @@ import torch
 from esparse.masks import Pattern, check_weights
 from esparse.sparsegpt import DEFAULT_BLOCKSIZE, DEFAULT_PERCDAMP, _work_dtype, sparsegpt_prune
 
-__all__ = ["NAMES", "OPTIONS", "active", "apply", "awq", "awq_scales", "check_options", "gptq", "needs", "rtn"]
+__all__ = [
+    "NAMES", "OPTIONS", "Grid", "active", "apply", "awq", "awq_grid", "awq_scales", "check_options", "gptq",
+    "gptq_grid", "needs", "rtn", "rtn_grid",
+]  # fmt: skip
 
 NAMES = ("none", "rtn", "gptq", "awq")
 ORDERS = ("prune_first", "quantize_first")
@@ -122,10 +128,42 @@ def fake_quant(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: i
     return scale * (q - zero)
 
 
+@dataclass(frozen=True)
+class Grid:
+    """The integer grid one weight was quantized on, kept so a checkpoint can store codes, not floats:
+    ``w[r, c] = float32(scale[r, g] · (code − zero[r, g]) / col_scale[c])`` with ``g = group[c]``,
+    computed in ``scale``'s dtype (no ``/ col_scale`` without AWQ). ``group`` maps every input column
+    to its group (GPTQ's ``act_order`` and ``quantize_first`` under a permutation make them
+    non-contiguous in the stored order)."""
+
+    bits: int
+    scale: torch.Tensor  # (rows, groups), the work dtype
+    zero: torch.Tensor  # (rows, groups), integers 0 .. 2^bits − 1 in the work dtype
+    group: torch.Tensor  # (cols,) int64
+    col_scale: torch.Tensor | None = None  # (cols,) AWQ's s
+
+    def columns(self, order: torch.Tensor) -> Grid:
+        """The grid of ``w[:, order]`` (a permutation or its inverse)."""
+        order = order.to(self.group.device)
+        cs = None if self.col_scale is None else self.col_scale[order.to(self.col_scale.device)]
+        return replace(self, group=self.group[order], col_scale=cs)
+
+    def cpu(self) -> Grid:
+        cs = None if self.col_scale is None else self.col_scale.cpu()
+        return replace(self, scale=self.scale.cpu(), zero=self.zero.cpu(), group=self.group.cpu(), col_scale=cs)
+
+
 def rtn(w: torch.Tensor, bits: int = 4, group_size: int = 128, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Round-to-nearest fake-quant of ``w`` (out × in) per row and group of ``group_size`` columns
     (``-1``: per row); with ``mask`` (keep = True) the grid spans the kept weights only and every
     pruned weight is exactly 0. Returns the dequantized weights in ``w``'s dtype."""
+    return rtn_grid(w, bits, group_size, mask)[0]
+
+
+def rtn_grid(
+    w: torch.Tensor, bits: int = 4, group_size: int = 128, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, Grid]:
+    """:func:`rtn` and its :class:`Grid`."""
     _check(w, bits, group_size, mask)
     rows, cols = w.shape
     x = w.detach().to(_work_dtype(w))
@@ -138,7 +176,8 @@ def rtn(w: torch.Tensor, bits: int = 4, group_size: int = 128, mask: torch.Tenso
     out = fake_quant(padded, scale, zero, bits).reshape(rows, ngroups * gs)[:, :cols]
     if mask is not None:
         out = torch.where(mask, out, torch.zeros_like(out))
-    return out.to(w.dtype)
+    group = torch.arange(cols, device=w.device) // gs
+    return out.to(w.dtype), Grid(bits, scale.reshape(rows, ngroups), zero.reshape(rows, ngroups), group)
 
 
 def output_error(delta: torch.Tensor, hessian: torch.Tensor) -> float:
@@ -158,6 +197,20 @@ def gptq(
     blocksize: int = DEFAULT_BLOCKSIZE,
     act_order: bool = False,
 ) -> torch.Tensor:
+    """:func:`gptq_grid` without its grid."""
+    return gptq_grid(w, hessian, bits, group_size, mask, percdamp, blocksize, act_order)[0]
+
+
+def gptq_grid(
+    w: torch.Tensor,
+    hessian: torch.Tensor,
+    bits: int = 4,
+    group_size: int = 128,
+    mask: torch.Tensor | None = None,
+    percdamp: float = DEFAULT_PERCDAMP,
+    blocksize: int = DEFAULT_BLOCKSIZE,
+    act_order: bool = False,
+) -> tuple[torch.Tensor, Grid]:
     """GPTQ (Frantar et al., 2023): quantize column by column, pushing each column's error onto the
     later columns of its row through the Cholesky factor of H⁻¹: SparseGPT's solver
     (:func:`esparse.sparsegpt.sparsegpt_prune`) with a fixed mask and a quantizer in place of the
@@ -166,7 +219,7 @@ def gptq(
     column, from the updated weights (GPTQ's ``groupsize``); per row (``-1``) from ``w`` up front.
     ``act_order`` visits columns by decreasing H_jj (groups then follow that order, as GPTQ's
     ``desc_act``). ``blocksize`` is rounded up to a multiple of ``group_size`` so that a group lies in
-    one block (the lazy batch is exact for any block size)."""
+    one block (the lazy batch is exact for any block size). Returns the weights and their :class:`Grid`."""
     _check(w, bits, group_size, mask)
     rows, cols = w.shape
     keep = torch.ones(rows, cols, dtype=torch.bool, device=w.device) if mask is None else mask.to(w.device)
@@ -178,16 +231,24 @@ def gptq(
     if group_size != -1:
         blocksize = -(-blocksize // gs) * gs
     state: dict[str, torch.Tensor] = {}
+    grids: list[tuple[torch.Tensor, torch.Tensor]] = []  # each group's (scale, zero) as the solver reaches it
     if group_size == -1:
         state["scale"], state["zero"] = minmax_grid(torch.where(keep, w.to(_work_dtype(w, hessian)), 0.0), bits)
+        grids.append((state["scale"], state["zero"]))
 
     def quantize(col: int, ahead: torch.Tensor, keep_ahead: torch.Tensor) -> torch.Tensor:
         if group_size != -1 and col % gs == 0:
             state["scale"], state["zero"] = minmax_grid(torch.where(keep_ahead[:, :gs], ahead[:, :gs], 0.0), bits)
+            grids.append((state["scale"], state["zero"]))
         return fake_quant(ahead[:, 0], state["scale"][:, 0], state["zero"][:, 0], bits)
 
     out, _ = sparsegpt_prune(w, hessian, "dense", blocksize=blocksize, percdamp=percdamp, mask=keep, quantize=quantize)
-    return out if perm is None else out[:, torch.argsort(perm)]
+    scale, zero = (torch.cat(t, dim=1) for t in zip(*grids, strict=True))
+    grid = Grid(bits, scale, zero, torch.arange(cols, device=w.device) // gs)
+    if perm is None:
+        return out, grid
+    inv = torch.argsort(perm)
+    return out[:, inv], grid.columns(inv)
 
 
 # ------------------------------------------------------------------------------------------------- AWQ
@@ -234,27 +295,41 @@ def awq(
 ) -> torch.Tensor:
     """``Q(W·diag(s))·diag(s)⁻¹`` with the scale of :func:`awq_scales`, in ``w``'s dtype; a pruned
     weight is 0 (Q keeps 0, and 0 / s = 0)."""
+    return awq_grid(w, x_absmean, hessian, bits, group_size, grid, mask)[0]
+
+
+def awq_grid(
+    w: torch.Tensor,
+    x_absmean: torch.Tensor,
+    hessian: torch.Tensor,
+    bits: int = 4,
+    group_size: int = 128,
+    grid: int = 20,
+    mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, Grid]:
+    """:func:`awq` and its :class:`Grid` (the grid of ``W·diag(s)``, with ``s`` as ``col_scale``)."""
     s, _ = awq_scales(w, x_absmean, hessian, bits, group_size, grid, mask)
     x = w.detach().to(s.dtype)
-    return (rtn(x * s, bits, group_size, mask) / s).to(w.dtype)
+    q, g = rtn_grid(x * s, bits, group_size, mask)
+    return (q / s).to(w.dtype), replace(g, col_scale=s)
 
 
 # --------------------------------------------------------------------------------- the pruning loop's call
 def _rtn(w, mask, hessian, absmean, o):
-    return rtn(w, int(o["bits"]), int(o["group_size"]), mask)
+    return rtn_grid(w, int(o["bits"]), int(o["group_size"]), mask)
 
 
 def _gptq(w, mask, hessian, absmean, o):
     bits, gs, bs = int(o["bits"]), int(o["group_size"]), int(o["blocksize"])
-    return gptq(w, hessian, bits, gs, mask, float(o["percdamp"]), bs, bool(o["act_order"]))
+    return gptq_grid(w, hessian, bits, gs, mask, float(o["percdamp"]), bs, bool(o["act_order"]))
 
 
 def _awq(w, mask, hessian, absmean, o):
-    return awq(w, absmean, hessian, int(o["bits"]), int(o["group_size"]), int(o["grid"]), mask)
+    return awq_grid(w, absmean, hessian, int(o["bits"]), int(o["group_size"]), int(o["grid"]), mask)
 
 
-#: each method's call, keyed by its config name (``quant.name``)
-METHODS: dict[str, Callable[..., torch.Tensor]] = {"rtn": _rtn, "gptq": _gptq, "awq": _awq}
+#: each method's call, keyed by its config name (``quant.name``): the weights and their grid
+METHODS: dict[str, Callable[..., tuple[torch.Tensor, Grid]]] = {"rtn": _rtn, "gptq": _gptq, "awq": _awq}
 
 
 def apply(
@@ -267,11 +342,14 @@ def apply(
     pattern: Pattern | None = None,
     hessian: torch.Tensor | None = None,
     label: str = "weight",
+    grids: MutableMapping[str, Grid] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """One linear quantized by method ``name``: ``weight`` and ``mask`` in the (possibly permuted)
     order the mask was made in, the statistics permuted alike (``hessian`` when the caller has it
     already). Returns the weights in ``weight``'s dtype and how many nonzero kept weights became 0.
-    Every pruned weight stays 0 and ``pattern`` is checked again (a violation raises)."""
+    Every pruned weight stays 0 and ``pattern`` is checked again (a violation raises). ``grids``
+    receives ``label``'s :class:`Grid` in the linear's own column order (on the CPU), for
+    ``save_format=nm``."""
     opts = {**OPTIONS[name], **options}
     need = needs(name)
     if need and stats is None:
@@ -283,7 +361,10 @@ def apply(
         absmean = stats.absmean if perm is None else stats.absmean[perm.to(stats.absmean.device)]
     hessian = hessian.to(weight.device) if hessian is not None else None
     absmean = absmean.to(weight.device) if absmean is not None else None
-    q = METHODS[name](weight.detach().float(), mask, hessian, absmean, opts).to(weight.dtype)
+    q, grid = METHODS[name](weight.detach().float(), mask, hessian, absmean, opts)
+    q = q.to(weight.dtype)
+    if grids is not None:
+        grids[label] = (grid if perm is None else grid.columns(torch.argsort(perm))).cpu()
     if mask is not None and bool((q[~mask] != 0).any()):
         raise RuntimeError(f"{label}: quant={name} turned pruned weights nonzero (a bug)")
     if pattern is not None:

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from esparse import quant
+from esparse.compressed import grid_tensors, grids_from_tensors
 from esparse.models import hub
 from esparse.records import claims, hashing, resume, store, wandb_logger
 from esparse.run import calibration, preflight
@@ -204,6 +205,8 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
     None then); keep them while a later stage could still fail; write them to ``save_dir``."""
     done = list(run_.record["stages_done"])
     permutations = resume.load(keep, m.model, run_.hash) if calib is None else None
+    bits = int((cfg.get("quant") or {}).get("bits", 0))  # a quantized run's grids, for save_format=nm
+    grids = grids_from_tensors(resume.load_extra(keep), bits) if permutations is not None else {}
     if permutations is not None:
         log.info("resume: pruned weights of %s loaded from %s (prune not redone)", run_.hash, keep)
     else:
@@ -211,13 +214,13 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
             report = calibration.prune(
                 m.model, calib, cfg, device=cfg["device"], adapter=m.adapter, on_block=run_.on_block
             )
-        permutations = report.layer_permutations()
+        permutations, grids = report.layer_permutations(), report.grids
         yield _prune_fields(cfg, m, report)
         later = bool(cfg.get("save_dir")) or "eval" in cfg["stages"] or "bench" in cfg["stages"]
         if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
             try:  # best effort: a full or unwritable cache costs the resume, never the run
                 with run_.stage("keep"):
-                    kept_bytes = resume.save(keep, m.model, run_.hash, permutations)
+                    kept_bytes = resume.save(keep, m.model, run_.hash, permutations, grid_tensors(grids))
             except OSError as e:
                 log.warning("resume copy not written to %s (%s); the run goes on without it", keep, e)
                 yield {"details": {"resume_cache_error": f"{type(e).__name__}: {e}"}}
@@ -227,7 +230,7 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
             yield {"done": "prune"}
     if cfg.get("save_dir") and "save" not in done:
         with run_.stage("save"):
-            saved = _save(cfg, run_.hash, m, permutations)
+            saved = _save(cfg, run_.hash, m, permutations, grids)
         yield {**saved, "done": "save"}
 
 
@@ -253,13 +256,14 @@ def _prune_fields(cfg: Mapping[str, Any], m: _Loaded, report) -> Added:
     return {"metrics": metrics, "details": details}
 
 
-def _save(cfg: Mapping[str, Any], config_hash: str, m: _Loaded, permutations: dict[str, list[int]]) -> Added:
+def _save(cfg: Mapping[str, Any], config_hash: str, m: _Loaded, permutations: dict[str, list[int]], grids) -> Added:
     if cfg.get("save_format", "safetensors") == "nm":
         from esparse.compressed import save_compressed
 
         extra = {"config_hash": config_hash, "metric": dict(cfg["metric"]), "model": cfg["model"]["name"]}
+        q = {"quant": cfg.get("quant"), "grids": grids}  # a quantized run stores integer codes on its grids
         try:
-            info = save_compressed(m.model, m.tok, cfg["save_dir"], cfg["pattern"], permutations, extra)
+            info = save_compressed(m.model, m.tok, cfg["save_dir"], cfg["pattern"], permutations, extra, **q)
         except OSError as e:
             raise store.write_error(e, cfg["save_dir"], f"save_dir={cfg['save_dir']}") from None
         return {"metrics": {"save/file_bytes": info["file_bytes"]}}
