@@ -60,6 +60,29 @@ def test_compressed_bytes_small_matrix_by_hand():
     assert bench.compressed_bytes(1, 4) == 5
 
 
+def test_quantized_bytes_of_a_128x256_layer_by_hand():
+    # 128 x 256 = 32,768 dense elements; fp16 dense 65,536 B; 2:4 keeps 16,384 values.
+    # Index metadata: 16,384 kept x 2 bits = 4,096 B. Grids at group 128: 128 rows x 2 groups x
+    # (2 B scale + 2 B zero) = 1,024 B (per row, group -1: 128 x 4 = 512 B).
+    # 2:4 + int4: 16,384 x 4 bits = 8,192 B + 4,096 + 1,024 = 13,312 B (20.3125 % of fp16).
+    # 2:4 + int8: 16,384 B + 4,096 + 1,024 = 21,504 B. Dense int4: 32,768 x 4 bits = 16,384 + 1,024 = 17,408 B.
+    assert bench.index_bytes(128, 256) == 4_096
+    assert bench.quantized_bytes(128, 256, bits=4) == 13_312
+    assert bench.quantized_bytes(128, 256, bits=4) * 64 == bench.dense_bytes(128, 256) * 13  # 13/64 = 20.3125 %
+    assert bench.quantized_bytes(128, 256, bits=8) == 21_504
+    assert bench.quantized_bytes(128, 256, bits=4, nm=None) == 17_408
+    assert bench.quantized_bytes(128, 256, bits=4, group_size=-1) == 12_800
+    assert bench.compressed_bytes(128, 256) == 32_768 + 4_096  # the fp16 2:4 figure beside them
+    # a row narrower than a group is one group (esparse/quant.py: min(group_size, cols)): 2 x 64 keeps 64
+    # values, 32 B of codes + 64 x 2 bits = 16 B of index + 2 rows x 4 B; 4:8 has 3 index bits per kept value
+    assert bench.quantized_bytes(2, 64, bits=4) == 32 + 16 + 8
+    assert bench.quantized_bytes(1, 8, bits=4, nm=(4, 8)) == 2 + 2 + 4
+    with pytest.raises(ValueError, match="10 is not a multiple of m=4"):
+        bench.quantized_bytes(8, 10)
+    with pytest.raises(ValueError, match="group_size=0"):
+        bench.quantized_bytes(8, 16, group_size=0)
+
+
 def test_fp16_24_limit_is_56_25_percent_exactly():
     c, d = bench.compressed_bytes(4096, 4096, 2), bench.dense_bytes(4096, 4096, 2)
     assert c == 18_874_368  # 4096*4096 * (1 B values + 1/8 B metadata)
@@ -142,6 +165,15 @@ def test_memory_report_llama7b_by_hand_and_beside_the_paper():
     # in either unit); the comparable figure is the saving: ours 42.05 %, within 1 point of the paper.
     assert r["saving"] == pytest.approx(1 - 7_810_326_528 / 13_476_831_232)
     assert abs(r["saving"] - 0.4264) < 0.01
+    # every in_features (4096, 11008 = 86 x 128) is a multiple of 128: per dense element, 2:4 + int4 is
+    # 0.25 + 0.125 + 4/128 = 13/32 B, 2:4 + int8 0.5 + 0.125 + 1/32 = 21/32 B, dense int4 0.5 + 1/32 = 17/32 B;
+    # 6,476,005,376 linear params / 32 = 202,375,168; the rest (524,820,480 B) stays fp16
+    assert r["linear_nm_int4_bytes"] == 202_375_168 * 13 == 2_630_877_184  # 2.63 GB vs 13.48 GB dense
+    assert r["linear_nm_int8_bytes"] == 202_375_168 * 21
+    assert r["linear_int4_bytes"] == 202_375_168 * 17
+    assert r["nm_int4_bytes"] == r["linear_nm_int4_bytes"] + 524_820_480
+    assert r["nm_int4_ratio"] == r["nm_int4_bytes"] / r["dense_bytes"] and r["quant_group_size"] == 128
+    assert r["components"]["lm_head"]["nm_int4_bytes"] == r["components"]["lm_head"]["dense_bytes"]
 
 
 def _tiny_models():
@@ -193,6 +225,10 @@ def test_tiny_llama_memory_by_hand():
     # Compressed: 73,728 x 1.125 = 82,944 B + 26,240 B = 109,184 B.
     r = bench.model_memory(tiny_llama())
     assert (r["dense_bytes"], r["compressed_bytes"]) == (173_696, 109_184)
+    # 2:4 + int4: 73,728 x (0.25 + 0.125) = 27,648 B of codes and index; every row is one group of 128
+    # (or fewer) inputs: rows q,k,v,o,gate,up,down 64+32+32+64+128+128+64 = 512 per block, x2 blocks x 4 B
+    # = 4,096 B; + 26,240 B dense (embed, lm_head, norms) = 57,984 B
+    assert r["nm_int4_bytes"] == 27_648 + 4_096 + 26_240
 
 
 # ---------------------------------------------------------------- GEMM, CPU path

@@ -32,10 +32,12 @@ from esparse.bench.memory import (
     block_linears,
     compressed_bytes,
     dense_bytes,
+    index_bytes,
     is_nm_sparse,
     memory_report,
     model_memory,
     prune_memory,
+    quantized_bytes,
 )
 from esparse.bench.schema import COLUMNS, SCHEMA_VERSION, bench_record, device_slug, write_bench_record
 from esparse.bench.shapes import LABELS, LinearShape, linear_shapes
@@ -60,12 +62,14 @@ __all__ = [
     "e2e_latency",
     "gemm_bench",
     "gemm_table",
+    "index_bytes",
     "is_nm_sparse",
     "kernel_available",
     "linear_shapes",
     "memory_report",
     "model_memory",
     "prune_memory",
+    "quantized_bytes",
     "random_24_weight",
     "resolve_dtype",
     "restore_dense_",

@@ -78,7 +78,23 @@ _MEMORY = {
     "linear_dense_bytes": ("bytes", "the block linears alone, dense"),
     "linear_compressed_bytes": ("bytes", "the block linears alone, compressed"),
     "linear_ratio": ("ratio", "linear_compressed_bytes / linear_dense_bytes"),
-    "components": ("object", "{component: {params, dense_bytes, compressed_bytes}} (embeddings, qkv, ..., lm_head)"),
+    "components": (
+        "object",
+        "{component: {params, dense_bytes, compressed_bytes, nm_int4_bytes, nm_int8_bytes, int4_bytes}}"
+        " (embeddings, qkv, ..., lm_head; older records lack the quantized keys)",
+    ),
+    # quantized layouts (esparse.bench.memory.quantized_bytes): the block linears as integer codes with an
+    # fp16 scale and zero per row and group of quant_group_size columns, the rest fp16; absent in older rows
+    "quant_group_size": ("count", "input columns per quantization group of the int4 / int8 figures"),
+    "nm_int4_bytes": ("bytes", "every block linear N:M + int4 codes (values + index metadata + scale/zero)"),
+    "nm_int8_bytes": ("bytes", "every block linear N:M + int8 codes (values + index metadata + scale/zero)"),
+    "int4_bytes": ("bytes", "every block linear dense int4 (quantization alone, for reference)"),
+    "nm_int4_ratio": ("ratio", "nm_int4_bytes / dense_bytes"),
+    "nm_int8_ratio": ("ratio", "nm_int8_bytes / dense_bytes"),
+    "int4_ratio": ("ratio", "int4_bytes / dense_bytes"),
+    "linear_nm_int4_bytes": ("bytes", "the block linears alone, N:M + int4"),
+    "linear_nm_int8_bytes": ("bytes", "the block linears alone, N:M + int8"),
+    "linear_int4_bytes": ("bytes", "the block linears alone, dense int4"),
 }
 
 _PRUNE_MEMORY = {
