@@ -41,6 +41,7 @@ BENCH_COLUMNS = (
     "seconds",
     "dense_bytes",
     "compressed_bytes",
+    "nm_int4_bytes",
     "finished_at",
 )
 
@@ -139,6 +140,7 @@ def _bench_row(row: Mapping[str, Any], source: str) -> dict[str, Any]:
         "seconds": _num(row.get("seconds")),
         "dense_bytes": _num(row.get("dense_bytes")),
         "compressed_bytes": _num(row.get("compressed_bytes")),
+        "nm_int4_bytes": _num(row.get("nm_int4_bytes")),
         "finished_at": _utc(row.get("finished_at")),
     }
 

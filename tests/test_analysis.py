@@ -270,6 +270,9 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     ]  # fmt: skip
     bench_dir = tmp_path / "bench"
     bench_file(bench_dir / "gemm.json", "gemm", rows, measured_at="2020-01-01T00:00:00")
+    mem_row = {"model": "llama13b", "dense_bytes": 26.0e9, "compressed_bytes": 15.0e9,
+               "nm_int4_bytes": 5.8e9}  # fmt: skip
+    bench_file(bench_dir / "memory.json", "memory", [mem_row], measured_at="2020-01-01T00:00:00")
     (bench_dir / "odd.json").write_text(json.dumps({"what": "no rows here"}))
     records = rec_io.load_records(tmp_path)
     bench, warnings = benches.read_bench(tmp_path, records)
@@ -279,7 +282,10 @@ def test_bench_tables_from_record_metrics_and_bench_files(tmp_path):
     assert cell(t6, "LLaMA-7B", "Dense (FP16) GB")["ours"] == pytest.approx(13.0)
     assert cell(t6, "LLaMA-7B", "Memory Saving (%)")["ours"] == pytest.approx(100 * (1 - 7.5 / 13.0))
     assert cell(t6, "LLaMA-7B", "Sparse (FP16) GB")["config_hash"] == "m1"
-    assert cell(t6, "LLaMA-13B", "Dense (FP16) GB")["ours"] == "not run"
+    assert cell(t6, "LLaMA-13B", "Dense (FP16) GB")["ours"] == pytest.approx(26.0)  # from the bench file
+    assert cell(t6, "LLaMA-13B", "2:4 + INT4 GB (ours; beyond the paper)")["ours"] == pytest.approx(5.8)
+    assert cell(t6, "LLaMA-7B", "2:4 + INT4 GB (ours; beyond the paper)")["ours"] == "not run"  # no int4 count
+    assert cell(t6, "LLaMA-30B", "Dense (FP16) GB")["ours"] == "not run"
 
     t5 = paper_tables.get("esparse_t5")(records, bench)  # the record (tokens 4096, newest) wins for Q/K/V
     c = cell(t5, "Context-stage Q/K/V", "Latency Reduction (%)")

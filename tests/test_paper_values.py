@@ -97,7 +97,7 @@ def test_printed_averages_and_ratios_are_consistent_except_where_noted():
         assert abs(100 * (1 - s / d) - red) < 0.1  # rounded or truncated to 0.1
     t6 = ref["esparse_t6"]
     for row in t6.rows:
-        d, s, saving = (t6.cell(row, c).value for c in t6.columns)
+        d, s, saving = (t6.cell(row, c).value for c in t6.columns[:3])  # the fourth (2:4 + INT4) is ours alone
         assert 100 * (1 - s / d) == pytest.approx(saving, abs=0.006)
 
 

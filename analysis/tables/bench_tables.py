@@ -140,7 +140,11 @@ def memory_cells(
             d, c = as_float(r["dense_bytes"]), as_float(r["compressed_bytes"])
             if r["model"] != model or not _bench_pattern_ok(r["pattern"], cell.keys) or not d or c is None:
                 continue
-            values = {"dense_gb": d / 1e9, "sparse_gb": c / 1e9, "saving_pct": 100.0 * (1.0 - c / d)}
+            q = as_float(r.get("nm_int4_bytes"))
+            values = {"dense_gb": d / 1e9, "sparse_gb": c / 1e9, "saving_pct": 100.0 * (1.0 - c / d),
+                      "nm_int4_gb": None if q is None else q / 1e9}  # fmt: skip
+            if values[cell.keys["field"]] is None:
+                continue
             return values[cell.keys["field"]], _bench_rec(r["source"], r), key
         return None
 
