@@ -91,7 +91,7 @@ def test_headline_commands_offline_fp16_on_cpu(tmp_path):
         assert r["config"]["calibration"]["name"] == "c4" and r["config"]["calibration"]["nsamples"] == 128
         assert "ppl/wikitext2" in r["metrics"] and r["config"]["eval"]["ppl"]["seqlen"] == 2048
         if r["config"]["metric"]["name"] == "esparse":
-            assert r["config"]["metric"]["alpha"] == 70
+            assert (r["config"]["metric"]["alpha"], r["config"]["metric"]["norm"]) == (70, "l2")  # the paper's text
         assert r["metrics"]["sparsity/actual"] == pytest.approx(0.5) and r["metrics"]["sparsity/pattern_ok"]
         ppl = [k for k in r["metrics"] if k.startswith("ppl/")]
         assert ppl and all(r["metrics"][k] > 1 for k in ppl)
