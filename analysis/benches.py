@@ -54,6 +54,7 @@ BENCH_KINDS: dict[str, tuple[str, ...]] = {
     "gemm": ("layer", "stage", "tokens", "dense_ms", "backend", "device", "dtype"),
     "memory": ("model", "dense_bytes", "compressed_bytes"),
     "prune_memory": (),
+    "prune_cost": (),
     "permutation": (
         "case",
         "model",
@@ -221,7 +222,7 @@ def bench_rows(doc: Mapping[str, Any], source: str) -> list[dict[str, Any]]:
         ]
     if kind == "permutation":
         return [_bench_row(_permutation_row(r, when), source) for r in widest_timings(doc["rows"])]
-    return []  # prune_memory, observations, device_masks: read by no table
+    return []  # prune_memory, prune_cost, observations, device_masks: read by no table
 
 
 def _permutation_row(row: Mapping[str, Any], when: str | None) -> dict[str, Any]:

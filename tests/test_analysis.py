@@ -549,6 +549,23 @@ def test_the_grid_puts_ours_beside_the_paper_and_a_local_model_in_its_own_column
     assert "smollm2\\_135m (local)" in tex and "11.90 (n=1) (paper 11.53)" in tex
 
 
+def test_a_local_model_gets_a_column_per_paper_column_where_a_row_holds_several_of_its_cells(tmp_path):
+    """E-Sparse Table 3 places 2:4 and 4:8 beside OPT-6.7b: one local column would show the first
+    line alone and hide the other pattern's number; a column no local cell fills is dropped."""
+    from analysis.tables import grid
+
+    local = {"calibration": "bundled_wiki"}
+    write(
+        tmp_path,
+        make_record("w24", "gemma3_270m", metric="wanda", metrics={"ppl/bundled_wiki": 400.0}, **local),
+        make_record("w48", "gemma3_270m", metric="wanda", pattern="4:8", metrics={"ppl/bundled_wiki": 240.0}, **local),
+    )
+    g = grid.grid(paper_tables.get("esparse_t3")(rec_io.load_records(tmp_path)))
+    assert g.at["Wanda", "gemma3_270m (local): OPT-6.7b (2:4)"] == "400.0 (n=1)"
+    assert g.at["Wanda", "gemma3_270m (local): OPT-6.7b (4:8)"] == "240.0 (n=1)"
+    assert not any("OPT-30b" in c and "(local)" in c for c in g.columns)  # no local cell beside OPT-30b
+
+
 def test_tex_escape_writes_specials_and_signs_for_pdflatex():
     from analysis.tables.grid import tex_escape
 
@@ -600,7 +617,7 @@ def test_committed_records_give_every_perplexity_table_a_seeded_local_cell_per_b
     recs = rec_io.load_records(tmp_path)
     ref = paper_tables.load_reference()
     ppl_tables = [n for n, spec in paper_tables.TABLES.items() if ref[n].quantity == "ppl"]
-    assert len(ppl_tables) == 9, ppl_tables
+    assert len(ppl_tables) == 10, ppl_tables
     for name in ppl_tables:
         df = paper_tables.get(name)(recs)
         for model in ("smollm2_135m", "gemma3_270m"):
@@ -609,3 +626,17 @@ def test_committed_records_give_every_perplexity_table_a_seeded_local_cell_per_b
             calibrating = calibrating[~calibrating["row"].str.lower().str.startswith(("magnitude,", "|w|"))]
             ns = pd.to_numeric(calibrating["n"], errors="coerce")
             assert (ns >= 3).any(), (name, model, sorted(cells["row"]))
+
+
+def test_a_quantized_cell_reads_the_presets_bits_group_size_and_order():
+    """RIA Table 12 states no bits: its cells read 4-bit groups of 128, pruned first; an 8-bit, a
+    per-channel or a quantize-first record is another configuration and fills none of them."""
+    rec = {"model": "smollm2_135m", "metric": "wanda", "pattern_kind": "unstructured", "sparsity": 0.5,
+           "calibration": "bundled_wiki", "quant": "gptq", "quant_bits": 4.0, "quant_group_size": 128.0,
+           "quant_order": "prune_first"}  # fmt: skip
+    keys = {"method": "wanda", "pattern": "unstructured", "sparsity": 0.5, "quant": "gptq"}
+    assert selection.matches(rec, keys, "smollm2_135m", local=True)
+    for other in ({"quant_bits": 8.0}, {"quant_group_size": -1.0}, {"quant_order": "quantize_first"}):
+        assert not selection.matches({**rec, **other}, keys, "smollm2_135m", local=True), other
+    assert selection.matches({**rec, "quant_bits": 8.0}, {**keys, "quant_bits": 8}, "smollm2_135m", local=True)
+    assert not selection.matches(rec, {**keys, "quant": "none"}, "smollm2_135m", local=True)

@@ -14,7 +14,7 @@ from helpers import ROOT
 EXPERIMENTS = ROOT / "conf" / "experiment"
 TABLES = (
     "esparse_t1", "esparse_t2", "esparse_t3", "esparse_ablation",
-    "ria_t1", "ria_t2", "ria_t4", "ria_t6", "ria_t7", "ria_t8", "ria_t10", "ria_t11",
+    "ria_t1", "ria_t2", "ria_t4", "ria_t6", "ria_t7", "ria_t8", "ria_t10", "ria_t11", "ria_t12",
 )  # fmt: skip
 PRESETS = tuple(f"{t}_{size}" for t in TABLES for size in ("local", "paper"))
 
@@ -33,10 +33,12 @@ EXPECTED_JOBS = {
     "ria_t8_local": 7, "ria_t8_paper": 21,                  # 7 arms (x 3 calibration sets)
     "ria_t10_local": 18, "ria_t10_paper": 18,               # 2 metrics x 9 pattern arms
     "ria_t11_local": 4, "ria_t11_paper": 4,
+    "ria_t12_local": 36, "ria_t12_paper": 12,               # 4 arms x 3 quant (x 3 seeds)
 }  # fmt: skip
 DISTINCT_RUNS = {**EXPECTED_JOBS, "ria_t6_local": 7, "ria_t6_paper": 7}
 #: the results page's measured sweeps (not one paper table each): arms/metrics x shuffles x patterns x 3 seeds
-SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 4 * 2 * 3}
+SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 4 * 2 * 3, "dsnot_local": 3 * 2 * 2 * 3,
+                 "ria_t12_nm_local": 4 * 3 * 3}  # fmt: skip
 
 # cells of the preset's table that its local records fill (the local model's lines), hand-counted
 # from paper_values.json: e.g. RIA T10 has 7 rows x 3 columns, of which LLM-Pruner and the
@@ -54,6 +56,7 @@ EXPECTED_FILLED = {
     "ria_t8_local": 7,            # the WikiText-2 / calib WikiText-2 column (6) + Magnitude's WikiText-2
     "ria_t10_local": 15,
     "ria_t11_local": 4,           # whole-model permutation lines, one per shuffle
+    "ria_t12_local": 12,          # 4 methods x {as pruned, + GPTQ, + AWQ}
 }  # fmt: skip
 
 
@@ -253,10 +256,11 @@ def test_local_preset_fills_its_table(name, tmp_path):
     assert filled_cells(name, tmp_path, model) == EXPECTED_FILLED[name]
 
 
-@pytest.mark.parametrize("name", ["ria_t7_local", "ria_t8_local"])
+@pytest.mark.parametrize("name", ["ria_t7_local", "ria_t8_local", "ria_t12_local"])
 def test_ria_t7_t8_reuse_table_1s_configs(name):
-    """Tables 7 and 8 repeat Table 1's LLaMA2-13b values, so their plain rows are Table 1's runs:
-    the same config hashes (magnitude and RIA over the whole layer, Wanda and SparseGPT per row)."""
+    """Tables 7 and 8 repeat Table 1's LLaMA2-13b values (Table 12 its LLaMA2-7b ones), so their plain
+    rows are Table 1's runs: the same config hashes (magnitude and RIA over the whole layer, Wanda and
+    SparseGPT per row)."""
     from esparse.records.hashing import config_hash
 
     def hashes(preset: str) -> set[str]:
@@ -278,3 +282,21 @@ def test_ria_permutation_is_the_official_codes_at_paper_scale_and_per_group_loca
         assert layouts == {("ria_cp", "linear", None), ("ria_cp_lsa", "linear", "official")}
     else:
         assert layouts == {("ria_cp", "group", None), ("ria_cp_lsa", "group", None)}
+
+
+def test_ria_t12_quantizes_the_pruned_model_at_4_bits_and_its_2_4_rows_fill_the_extra_cells(tmp_path):
+    """Table 12 prunes first and quantizes 4-bit in groups of 128 (its plain row: no quantization);
+    the 2:4 preset fills the 12 cells the paper did not run, and no unstructured cell."""
+    quant = {(c["quant"]["name"], c["quant"].get("bits"), c["quant"].get("group_size"), c["quant"].get("order"))
+             for c in job_configs("ria_t12_local")}  # fmt: skip
+    assert quant == {("none", None, None, None), ("gptq", 4, 128, "prune_first"), ("awq", 4, 128, "prune_first")}
+    cfgs = job_configs("ria_t12_nm_local")
+    assert {c["pattern"]["name"] for c in cfgs} == {"2:4"}
+    synthetic_records(cfgs, tmp_path / "runs")
+    from analysis import records as rec_io
+    from analysis.tables import paper_tables
+    from analysis.tables.matching import NOT_RUN
+
+    df = paper_tables.get("ria_t12")(rec_io.load_records(tmp_path))
+    filled = df[(df["ours_model"] == "smollm2_135m") & (df["ours"] != NOT_RUN)]
+    assert len(filled) == 12 and filled["row"].str.startswith("2:4").all()

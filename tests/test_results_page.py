@@ -76,9 +76,18 @@ def test_a_list_separates_what_survives_holm_from_what_holds_per_comparison_only
 
 
 def _rec(
-    tmp: Path, h: str, metric: str, seed: int, ppl: float, model: str = "smollm2_135m", shuffle: str = "none", **pattern
+    tmp: Path,
+    h: str,
+    metric: str,
+    seed: int,
+    ppl: float,
+    model: str = "smollm2_135m",
+    shuffle: str = "none",
+    steps: dict | None = None,
+    **pattern,
 ) -> None:
     cfg = {
+        **(steps or {}),
         "model": {"name": model},
         "metric": {"name": metric, "reconstruct": False, **({"a": 0.5} if metric == "ria" else {})},
         "pattern": {"name": "2:4", "kind": "nm", "n": 2, "m": 4, **pattern},
@@ -217,5 +226,39 @@ def test_a_refined_or_per_linear_record_never_stands_in_for_the_plain_cell(tmp_p
     text = headline.build(tmp_path)
     assert "| Wanda | 101.0 ± 1.0 (3) |" in text  # the plain cells keep their own records
     assert "| RIA (a = 0.5) | not run | not run | not run | not run | 81.0 ± 1.0 (3) |" in text
-    assert "| Wanda + DSnoT (`refine=dsnot`) | 1.0 (n=1) |" in text  # the others have rows of their own
+    assert "| Wanda | 101.0 ± 1.0 (3) | 1.0 (n=1) | not run | not run |" in text  # DSnoT: a table of its own
     assert "| RIA + `ria_cp_lsa`, one per linear (`share=linear`, RIA's code) | 1.0 (n=1) |" in text
+
+
+def test_dsnot_is_paired_with_the_same_mask_without_it(tmp_path):
+    """Each DSnoT cell against its own base (same score, permutation, seed), one Holm family."""
+    dsnot = {"refine": {"name": "dsnot"}}
+    for seed, (base, refined, cp, cp_refined) in enumerate([(100, 90, 80, 80.5), (101, 92, 81, 80), (102, 91, 82, 83)]):
+        _rec(tmp_path, f"w{seed}", "wanda", seed, base)
+        _rec(tmp_path, f"d{seed}", "wanda", seed, refined, steps=dsnot)
+        _rec(tmp_path, f"c{seed}", "wanda", seed, cp, shuffle="ria_cp_lsa")
+        _rec(tmp_path, f"cd{seed}", "wanda", seed, cp_refined, shuffle="ria_cp_lsa", steps=dsnot)
+    text = headline.build(tmp_path)
+    assert "| Wanda | 101.0 ± 1.0 (3) | 91.0 ± 1.0 (3) | 81.0 ± 1.0 (3) | 81.2 ± 1.6 (3) |" in text
+    # differences -10, -9, -11: mean -10, sd 1, t = -17.3, two-sided p(2 df) = 0.0033; Holm over 2: 0.0066
+    assert "- survives Holm: Wanda: no permutation + DSnoT < no permutation (p=0.0033, n=3, Holm p=0.0066)" in text
+    assert "- Wanda: `ria_cp_lsa` + DSnoT vs `ria_cp_lsa`: not separable" in text
+    assert "RIA (a = 0.5) |" not in text.split("DSnoT at 2:4")[1].split("Seed spread")[0]  # no DSnoT record: no row
+
+
+def test_quantized_cells_read_4_bit_groups_of_128_and_pair_with_the_pruned_model(tmp_path):
+    """Prune, then quantize: another bit width never stands in for the presets' 4-bit cell."""
+    unstructured = {"name": "unstructured", "kind": "unstructured", "n": 0, "m": 0, "sparsity": 0.5}
+
+    def quant(name: str, bits: int = 4) -> dict:
+        return {"quant": {"name": name, "bits": bits, "group_size": 128, "order": "prune_first"}}
+
+    for seed, (pruned, gptq) in enumerate([(20.0, 21.0), (21.0, 22.2), (22.0, 22.8)]):
+        for h, ppl, steps in (("p", pruned, None), ("g", gptq, quant("gptq")), ("g8", 1.0, quant("gptq", 8))):
+            _rec(tmp_path, f"{h}{seed}", "wanda", seed, ppl, steps=steps, **unstructured)
+    text = headline.build(tmp_path)
+    part = text.split("Prune, then quantize, at 50 % unstructured")[1]
+    assert "| Wanda | 21.0 ± 1.0 (3) | 22.0 ± 0.9 (3) | not run |" in part
+    # differences 1.0, 1.2, 0.8: mean 1, sd 0.2, t = 8.66, two-sided p(2 df) = 0.013
+    assert "Wanda: + GPTQ (4-bit, g128) > as pruned (p=0.013, n=3" in part
+    assert "at 2:4 (ours)" not in text  # no quantized 2:4 record: no table

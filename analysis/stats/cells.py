@@ -52,7 +52,6 @@ ESPARSE_70_NORM = Row(
     {"metric": "esparse", "metric_alpha": 70.0, "form": "alpha_norm", "metric_norm": "wanda"},
 )
 WANDA_REC = Row("Wanda + rec", {"metric": "wanda", "reconstruct": True})
-WANDA_DSNOT = Row("Wanda + DSnoT (`refine=dsnot`)", {"metric": "wanda", "reconstruct": False, "refine": "dsnot"})
 RIA_CP_GROUP = Row("RIA + `ria_cp_lsa`, one permutation per input group (default)",
                    {"metric": "ria", "metric_a": 0.5, "reconstruct": False, "shuffle": "ria_cp_lsa"})  # fmt: skip
 RIA_CP_LINEAR = Row("RIA + `ria_cp_lsa`, one per linear (`share=linear`, RIA's code)",
@@ -63,13 +62,13 @@ RIA_CP_OFFICIAL = Row("RIA + `ria_cp_lsa` as RIA's code: per linear, 4/8/16 cont
                        "shuffle_share": "linear", "shuffle_communities": "official"})  # fmt: skip
 RIA_REC = Row("RIA + rec", {"metric": "ria", "metric_a": 0.5, "reconstruct": True})
 SCORES = (MAGNITUDE, RI, WANDA, RIA, ESPARSE, ESPARSE_70, ESPARSE_70_L2, ESPARSE_70_NORM, SPARSEGPT, WANDA_REC, RIA_REC,
-          WANDA_DSNOT, RIA_CP_GROUP, RIA_CP_LINEAR, RIA_CP_OFFICIAL)  # fmt: skip
+          RIA_CP_GROUP, RIA_CP_LINEAR, RIA_CP_OFFICIAL)  # fmt: skip
 # What the score table tests: every pair of the methods the papers compare, and each variant against
 # the one score it varies. Not every pair of rows: "Wanda + rec vs E-Sparse at α = 70" answers no
 # question, and each such comparison only widens the family Holm adjusts over.
 PAPER_SCORES = (MAGNITUDE, WANDA, RIA, ESPARSE, SPARSEGPT)
 VARIANT_OF = ((RI, RIA), (ESPARSE_70, ESPARSE), (ESPARSE_70_L2, ESPARSE), (ESPARSE_70_L2, WANDA),
-              (ESPARSE_70_NORM, ESPARSE), (WANDA_REC, WANDA), (RIA_REC, RIA), (WANDA_DSNOT, WANDA),
+              (ESPARSE_70_NORM, ESPARSE), (WANDA_REC, WANDA), (RIA_REC, RIA),
               (RIA_CP_LINEAR, RIA_CP_GROUP), (RIA_CP_OFFICIAL, RIA_CP_GROUP))  # fmt: skip
 SHUFFLE_ROWS = (WANDA, RIA, ESPARSE)
 SHUFFLES = ("none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa")

@@ -5,6 +5,8 @@ each cell ``mean ± std (n)`` over calibration seeds (``analysis.stats.cells``):
 
 - **scores**: every score × {2:4, 4:8}, no channel permutation;
 - **shuffles**: {Wanda, RIA, E-Sparse} × every channel permutation, per pattern;
+- **steps after the mask**: DSnoT on {Wanda, RIA, E-Sparse} without and after ``ria_cp_lsa``, and
+  prune-then-quantize (RIA Table 12), each against its base (``analysis.stats.steps``);
 - **spread**: at 2:4, the seed spread beside the tie spread (the same seed-0 calibration under each
   ``pattern.tie_break`` rule), so a difference can be read against both noises;
 - **zero-shot**: PIQA, whole-set records compared item by item (``analysis.stats.items``);
@@ -53,6 +55,7 @@ from analysis.stats.cells import (
     models,
 )
 from analysis.stats.families import families_table
+from analysis.stats.steps import dsnot_part, quant_part
 from analysis.tables.matching import seed_of
 from analysis.tables.selection import DEFAULT_TIE_BREAK
 
@@ -186,6 +189,9 @@ def build(results_dir: str | Path) -> str:
                 parts += [f"Channel permutation at {p}:", md([p, *(f"`{s}`" for s in SHUFFLES)], table),
                           claims.render(under, "scores under one permutation"),
                           claims.render(steps, "each permutation against `none`")]  # fmt: skip
+        for p in PATTERNS:
+            parts += dsnot_part(sub, model, p)
+        parts += quant_part(sub, model)
         parts += ["Seed spread and tie spread at 2:4:", spread_table(sub, model)]
         zs = zeroshot_table(zeroshot, model)
         if zs:

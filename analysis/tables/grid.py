@@ -62,11 +62,20 @@ def grid(df: pd.DataFrame) -> pd.DataFrame:
     rows = list(dict.fromkeys(df["row"]))
     local = local_lines(df)
     paper_cols = list(dict.fromkeys(df.loc[~local, "column"])) if len(df) else []
-    local_cols = sorted(set(df.loc[local, "ours_model"])) if len(df) else []
-    out = pd.DataFrame(EMPTY, index=rows, columns=[*paper_cols, *(f"{m} (local)" for m in local_cols)])
+    # a local model gets one column, or one per paper column where a row holds several of its cells
+    # (RIA Table 12: methods are the paper's columns)
+    per_column = bool(len(df)) and bool(df[local].groupby(["row", "ours_model"])["column"].nunique().gt(1).any())
+
+    def local_col(line: pd.Series) -> str:
+        return f"{line['ours_model']} (local){': ' + line['column'] if per_column else ''}"
+
+    local_cols = list(
+        dict.fromkeys(local_col(line) for _, line in df[local].sort_values("ours_model", kind="stable").iterrows())
+    )
+    out = pd.DataFrame(EMPTY, index=rows, columns=[*paper_cols, *local_cols])
     for i, line in df.iterrows():
         if local[i]:
-            col = f"{line['ours_model']} (local)"
+            col = local_col(line)
             text = ours_text(line)
         else:
             col = line["column"]
@@ -74,6 +83,7 @@ def grid(df: pd.DataFrame) -> pd.DataFrame:
             text = f"{ours_text(line)} (paper {paper})"
         if out.at[line["row"], col] in (EMPTY, f"{EMPTY} (paper {EMPTY})"):  # the first (newest) line wins
             out.at[line["row"], col] = text
+    out = out.drop(columns=[c for c in local_cols if per_column and (out[c] == EMPTY).all()])  # no local cell there
     out.index.name = df.attrs.get("table", "") or "row"
     return out
 

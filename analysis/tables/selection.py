@@ -21,6 +21,10 @@ LOCAL_CORPUS = "bundled_wiki"  # the embedded default's corpus: Wikipedia text s
 LOCAL_SIZES = {"nsamples": 32, "cal_seqlen": 512, "eval_nsamples": 32, "eval_seqlen": 512}
 #: the tie-break rule every table reads; the other rules' records feed the tie-spread table only
 DEFAULT_TIE_BREAK = "low_index"
+#: a quantized cell that names no setting reads the presets' (conf/experiment/ria_t12_*.yaml): RIA's
+#: appendix I states neither bits nor group size; 4 bits in groups of 128, pruned first, is both
+#: GPTQ's and AWQ's standard setting
+QUANT_DEFAULTS = {"quant_bits": 4, "quant_group_size": 128, "quant_order": "prune_first"}
 
 
 def as_float(v: Any) -> float | None:
@@ -99,6 +103,14 @@ def _readings(shuffle: str, local: bool) -> dict[str, str]:
             "communities": "official" if ria and shuffle == "ria_cp_lsa" else "auto"}  # fmt: skip
 
 
+def _quant_ok(rec: Mapping[str, Any], keys: Mapping[str, Any]) -> bool:
+    """Bits, group size and order as the cell names them (or as the presets run them)."""
+    want = {k: keys.get(k, v) for k, v in QUANT_DEFAULTS.items()}
+    return (is_close(as_float(rec.get("quant_bits")), want["quant_bits"])
+            and is_close(as_float(rec.get("quant_group_size")), want["quant_group_size"])
+            and as_str(rec.get("quant_order")) == want["quant_order"])  # fmt: skip
+
+
 def matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local: bool) -> bool:
     """Does this record run the cell's configuration (on ``model``)?"""
     if rec.get("model") != model:
@@ -128,6 +140,8 @@ def matches(rec: Mapping[str, Any], keys: Mapping[str, Any], model: str, local: 
         keys.get("quant", "none"),
     ):
         return False  # a refined mask (DSnoT) or quantized weights are another method
+    if keys.get("quant", "none") != "none" and not _quant_ok(rec, keys):
+        return False
     rec_flag = not is_missing(rec.get("reconstruct")) and bool(rec.get("reconstruct"))
     if metric != "sparsegpt" and rec_flag != bool(keys.get("reconstruct", False)):
         return False

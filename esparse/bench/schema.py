@@ -110,6 +110,21 @@ _PRUNE_MEMORY = {
     "config_hash": ("label", "config hash of the run (one for all placements: placement is not semantic)"),
 }
 
+_PRUNE_COST = {
+    "variant": ("label", "a score alone (wanda, ria, esparse, sparsegpt) or a score + a step (+ dsnot, + gptq, ...)"),
+    "base": ("label", "the variant this one adds a step to; null for a score alone"),
+    "step": ("label", "refine or quant: the step after the mask; null for a score alone"),
+    "step_seconds": ("s", "the step's own time as the run measured it (refine/seconds, quant/seconds)"),
+    "prune_seconds": ("s", "the run record's prune timing (load and data excluded), fastest repeat"),
+    "wall_seconds": ("s", "wall time of that run.py process"),
+    "added_seconds": ("s", "prune_seconds - the base's prune_seconds"),
+    "added_fraction": ("fraction", "prune_seconds / the base's prune_seconds - 1"),
+    "host_peak_gb_prune": ("GB", "peak host RSS during the prune stage (sampled)"),
+    "loadavg_1min": ("load", "1-minute load average when the fastest repeat started"),
+    "repeats": ("count", "runs of this variant; the fastest counts"),
+    "config_hash": ("label", "config hash of the fastest run"),
+}
+
 _PERMUTATION = {
     "case": ("label", "the score matrix: synthetic <r>x<c> [(reduced)] or real <layer> <r>x<c>"),
     "model": ("label", "synthetic or real (a real layer's RIA score)"),
@@ -163,6 +178,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "gemm": _GEMM,
     "memory": _MEMORY,
     "prune_memory": _PRUNE_MEMORY,
+    "prune_cost": _PRUNE_COST,
     "permutation": _PERMUTATION,
     "observations": _OBSERVATIONS,
     "device_masks": _DEVICE_MASKS,
