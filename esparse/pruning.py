@@ -101,6 +101,9 @@ class PruneReport:
     quant: dict[str, float] = field(default_factory=dict)
     #: each quantized linear's grid (original column order), for ``save_format=nm``'s integer codes
     grids: dict[str, quantizers.Grid] = field(default_factory=dict)
+    #: how the blocks' second statistics pass (entropy) ran: ``replayed`` from the kept linear inputs or
+    #: ``rerun`` through the block, with the budget and the largest block's inputs (bytes)
+    passes: dict[str, float] = field(default_factory=dict)
 
     def layer_permutations(self) -> dict[str, list[int]]:
         """Each group's permutation under the full name of every linear in the group."""
@@ -154,6 +157,7 @@ def prune_model(
     offload: bool = False,
     store: str | torch.device | None = None,
     on_block: Callable[[dict[str, float]], None] | None = None,
+    replay_budget: float = 0.0,
 ) -> PruneReport:
     """Prune ``model`` in place with calibration token ids ``calib_ids`` (nsamples, seqlen).
 
@@ -164,6 +168,10 @@ def prune_model(
     while it is calibrated, pruned and re-run, so the accelerator holds one block at a time.
     ``store`` is where the calibration activations wait between blocks (default ``device``; ``"cpu"``
     trades host-device copies for accelerator memory). Neither changes the result.
+
+    A score whose statistics take two passes (E-Sparse's entropy) keeps a block's linear inputs from
+    the first pass and replays them for the second when they fit ``replay_budget`` bytes, instead of
+    running the block again: the same tensors in the same order, so the same statistics bit for bit.
     """
     adapter = adapter or get_adapter(model)
     score_fn = scores.get(spec.metric)
@@ -220,21 +228,24 @@ def prune_model(
             )
             for group in groups
         ]
+        size = _inputs_bytes(inps, groups)
+        kept: list[list[torch.Tensor]] | None = [[] for _ in groups] if size <= replay_budget else None
         hooks = [
-            group[0][1].register_forward_hook(_stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}"))
-            for group, st in zip(groups, stats, strict=True)
+            group[0][1].register_forward_hook(
+                _stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}", kept[j] if kept is not None else None)
+            )
+            for j, (group, st) in enumerate(zip(groups, stats, strict=True))
         ]
         try:
             _run_block(block, inps, kwargs, i)
             for st in stats:
                 st.finalize()
             if any(st.needs_second_pass for st in stats):
-                _run_block(block, inps, kwargs, i)
-                for st in stats:
-                    st.finalize()
+                _second_pass(block, inps, kwargs, i, stats, kept, hooks, report, size, replay_budget)
         finally:
             for h in hooks:
                 h.remove()
+        del kept
 
         for group, st, role in zip(groups, stats, adapter.roles, strict=True):
             _prune_group(f"{adapter.blocks_path}.{i}", group, st, spec, score_fn, perm_fn, report, role)
@@ -271,14 +282,42 @@ def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) 
     return out
 
 
-def _stat_hook(st: ChannelStats, name: str):
+def _stat_hook(st: ChannelStats, name: str, keep: list[torch.Tensor] | None = None):
+    """Feed the linear's input to its stats (and, with ``keep``, hold it for the second pass)."""
+
     def hook(_mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
         x = args[0]
         if not torch.isfinite(x).all():
             raise FloatingPointError(f"non-finite calibration activations at the input of {name}")
         st.update(x.detach())
+        if keep is not None and st.needs_second_pass:
+            keep.append(x.detach())
 
     return hook
+
+
+def _inputs_bytes(inps: list[torch.Tensor], groups: list[list[tuple[str, nn.Linear]]]) -> int:
+    """Bytes of one block's linear inputs over every calibration token (one tensor per group)."""
+    tokens = sum(x[..., 0].numel() for x in inps)
+    return tokens * sum(g[0][1].in_features for g in groups) * (inps[0].element_size() if inps else 0)
+
+
+def _second_pass(block, inps, kwargs, i, stats, kept, hooks, report: PruneReport, size: int, budget: float) -> None:
+    """The histogram pass: replay the kept inputs (``kept`` not None) or run the block again."""
+    if kept is not None:
+        for h in hooks:  # the stats are fed by hand now
+            h.remove()
+        for st, xs in zip(stats, kept, strict=True):
+            for x in xs if st.needs_second_pass else ():
+                st.update(x)
+    else:
+        _run_block(block, inps, kwargs, i)
+    for st in stats:
+        st.finalize()
+    how = "replayed" if kept is not None else "rerun"
+    report.passes[how] = report.passes.get(how, 0) + 1
+    report.passes["budget_bytes"] = float(budget)
+    report.passes["block_inputs_bytes"] = max(float(size), report.passes.get("block_inputs_bytes", 0.0))
 
 
 def _shuffle_kwargs(spec: PruneSpec, role: str | None) -> dict[str, Any]:

@@ -151,3 +151,25 @@ def test_each_group_reports_what_its_score_read_from_the_calibration_pass(metric
         assert set(g) & readings == keys
         if keys:
             assert g["x_norm_l2_mean"] == pytest.approx(calib.shape[0] ** 0.5 * g["x_norm_wanda_mean"])
+
+
+@pytest.mark.parametrize("shuffle", ["none", "esparse"])
+def test_entropy_pass_replayed_from_kept_inputs_equals_running_the_block_again(shuffle):
+    """E-Sparse's second statistics pass: replaying the kept linear inputs (budget large enough) and
+    running each block again (budget 0) give the same weights bit for bit; the report says which ran."""
+    calib, spec = _calib(), PruneSpec("esparse", Pattern.parse("2:4"), shuffle=shuffle)
+    models = [tiny_llama(intermediate_size=128), tiny_llama(intermediate_size=128)]
+    reports = [prune_model(m, calib, spec, progress=False, replay_budget=b)
+               for m, b in zip(models, (1e12, 0.0), strict=True)]  # fmt: skip
+    for a, b in zip(models[0].state_dict().values(), models[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert reports[0].passes["replayed"] == reports[1].passes["rerun"] == 2  # the tiny model's two blocks
+    assert "rerun" not in reports[0].passes and "replayed" not in reports[1].passes
+    tokens, widths = calib.numel(), 32 * 3 + 128  # q/k/v, o, gate/up read the hidden size; down the intermediate
+    assert reports[0].passes["block_inputs_bytes"] == tokens * widths * 4
+
+
+def test_a_score_without_entropy_takes_one_statistics_pass():
+    report = prune_model(tiny_llama(), _calib(), PruneSpec("wanda", Pattern.parse("2:4")), progress=False,
+                         replay_budget=1e12)  # fmt: skip
+    assert report.passes == {}

@@ -79,8 +79,9 @@ def test_calibration_the_host_cannot_hold_is_refused_with_the_projection(overrid
     ]
     monkeypatch.setattr(preflight_memory, "available_host_bytes", lambda: 40_000)  # enough for the calibration ...
     (problem,) = _problems(overrides + ["stages=[eval]", "eval.ppl.batch_size=1"])  # ... not for the logits
-    assert problem.startswith("eval.ppl.batch_size × eval.ppl.seqlen: 1 × 32 = 32 tokens per batch need 32 × (4 × 32")
-    assert "(vocab) × 4) bytes = 0.00631 GB on the host, more than its 4e-05 GB available" in problem
+    assert problem.startswith("eval.ppl.batch_size × eval.ppl.seqlen: 1 × 32 = 32 tokens per batch need 32 × 4 × 32")
+    # 32 x 4 x 32 x 4 bytes of hidden states + 2 x 32 tokens (one head chunk: the window) x 49152 x 4 bytes of logits
+    assert "(vocab) × 4 bytes of logits = 0.0126 GB on the host, more than its 4e-05 GB available" in problem
 
 
 def test_a_corpus_shorter_than_eval_nsamples_is_recorded_and_warned(tiny_model_dir, text_corpus, tmp_path, caplog):

@@ -18,6 +18,7 @@ NON_SEMANTIC_KEYS = (
     "save_format",
     "offload",
     "activations_on",
+    "replay_budget_gb",
     "device_map",
     "logger",
     "force",

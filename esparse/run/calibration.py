@@ -19,7 +19,7 @@ from esparse.masks import Pattern, TieBreak
 from esparse.pruning import PruneSpec
 from esparse.run.config import ConfigError, require
 
-__all__ = ["Calibration", "calibration_ids", "prune", "prune_spec"]
+__all__ = ["Calibration", "calibration_ids", "prune", "prune_fields", "prune_spec"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,8 @@ def prune_spec(cfg: Mapping[str, Any]) -> PruneSpec:
 
 def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapter=None, on_block=None):
     """Prune ``model`` in place as ``cfg`` says (:func:`prune_spec`), on
-    ``device``, calibrating in batches of ``calibration.batch_size``; ``offload``, ``activations_on``
-    and ``progress`` place the work and change no number. Returns the
+    ``device``, calibrating in batches of ``calibration.batch_size``; ``offload``, ``activations_on``,
+    ``replay_budget_gb`` and ``progress`` place the work and change no number. Returns the
     :class:`esparse.pruning.PruneReport`."""
     from esparse import pruning
 
@@ -104,4 +104,31 @@ def prune(model, calib_ids: torch.Tensor, cfg: Mapping[str, Any], device, adapte
         offload=bool(require(cfg, "offload")),
         store="cpu" if require(cfg, "activations_on") == "cpu" else device,
         on_block=on_block,
+        replay_budget=float(require(cfg, "replay_budget_gb")) * 1e9,
     )
+
+
+def prune_fields(cfg: Mapping[str, Any], model, adapter, report) -> dict[str, Any]:
+    """What a prune adds to its record: the pattern check of the pruned model, the permutation,
+    refinement and quantization numbers of its report, and how its statistics passes ran."""
+    from esparse import quant
+    from esparse.masks import check
+
+    pattern = Pattern.parse(dict(cfg["pattern"]))
+    mask_report = check(model, pattern, adapter=adapter, permutations=report.layer_permutations())
+    metrics = {"sparsity/actual": mask_report.sparsity, "sparsity/pattern_ok": mask_report.ok}
+    if pattern.kind == "nm":
+        metrics["permutation/retained_before"] = report.retained_before
+        metrics["permutation/retained_after"] = report.retained_after
+        metrics["permutation/upper_bound"] = sum(g["upper_bound"] for g in report.groups.values())
+        metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
+        metrics["permutation/fallbacks"] = report.fallbacks  # groups whose permutation fell back to the identity
+    if report.refine:
+        metrics["refine/swaps"], metrics["refine/seconds"] = report.refine["swaps"], report.refine["seconds"]
+    details = {"layers": report.layers, "groups": report.groups, "prune_seconds": report.seconds}
+    if report.quant:  # what is evaluated next is fake-quant (dequantized weights): the record says so
+        metrics.update({f"quant/{k}": v for k, v in report.quant.items()})  # rounded_to_zero, seconds
+        details["quant"] = quant.record_details(cfg["quant"], report.quant)
+    if report.passes:  # E-Sparse's second statistics pass: blocks replayed from kept inputs or rerun
+        details["statistics_passes"] = report.passes
+    return {"metrics": metrics, "details": details}

@@ -157,6 +157,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if "percdamp" in rec and (not _is_number(rec["percdamp"]) or rec["percdamp"] < 0):
         problems.append(f"reconstruction.percdamp: {rec['percdamp']!r} must be a number >= 0")
     problems += _device(cfg.get("device"))
+    budget = cfg.get("replay_budget_gb", 0.0)
+    if not _is_number(budget) or budget < 0:
+        problems.append(f"replay_budget_gb: {budget!r} must be a number >= 0 (GB; 0 reruns every block)")
     if cfg.get("activations_on", "device") not in ("device", "cpu"):
         problems.append(f"activations_on: {cfg.get('activations_on')!r} is not one of ['device', 'cpu']")
     if cfg.get("device_map") is not None and cfg.get("offload"):

@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 
-from esparse import quant
 from esparse.compressed import grid_tensors, grids_from_tensors
 from esparse.models import hub
 from esparse.records import claims, hashing, resume, store, wandb_logger
@@ -215,7 +214,7 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
                 m.model, calib, cfg, device=cfg["device"], adapter=m.adapter, on_block=run_.on_block
             )
         permutations, grids = report.layer_permutations(), report.grids
-        yield _prune_fields(cfg, m, report)
+        yield calibration.prune_fields(cfg, m.model, m.adapter, report)
         later = bool(cfg.get("save_dir")) or "eval" in cfg["stages"] or "bench" in cfg["stages"]
         if later and cfg.get("keep_pruned", True):  # something after the prune could still fail
             try:  # best effort: a full or unwritable cache costs the resume, never the run
@@ -232,28 +231,6 @@ def _prune_stage(cfg: Mapping[str, Any], run_: Run, m: _Loaded, calib, keep: Pat
         with run_.stage("save"):
             saved = _save(cfg, run_.hash, m, permutations, grids)
         yield {**saved, "done": "save"}
-
-
-def _prune_fields(cfg: Mapping[str, Any], m: _Loaded, report) -> Added:
-    """The pattern check of the pruned model and the permutation numbers of its report."""
-    from esparse.masks import Pattern, check
-
-    pattern = Pattern.parse(dict(cfg["pattern"]))
-    mask_report = check(m.model, pattern, adapter=m.adapter, permutations=report.layer_permutations())
-    metrics = {"sparsity/actual": mask_report.sparsity, "sparsity/pattern_ok": mask_report.ok}
-    if pattern.kind == "nm":
-        metrics["permutation/retained_before"] = report.retained_before
-        metrics["permutation/retained_after"] = report.retained_after
-        metrics["permutation/upper_bound"] = sum(g["upper_bound"] for g in report.groups.values())
-        metrics["permutation/seconds"] = sum(g.get("perm_seconds", 0.0) for g in report.groups.values())
-        metrics["permutation/fallbacks"] = report.fallbacks  # groups whose permutation fell back to the identity
-    if report.refine:
-        metrics["refine/swaps"], metrics["refine/seconds"] = report.refine["swaps"], report.refine["seconds"]
-    details = {"layers": report.layers, "groups": report.groups, "prune_seconds": report.seconds}
-    if report.quant:  # what is evaluated next is fake-quant (dequantized weights): the record says so
-        metrics.update({f"quant/{k}": v for k, v in report.quant.items()})  # rounded_to_zero, seconds
-        details["quant"] = quant.record_details(cfg["quant"], report.quant)
-    return {"metrics": metrics, "details": details}
 
 
 def _save(cfg: Mapping[str, Any], config_hash: str, m: _Loaded, permutations: dict[str, list[int]], grids) -> Added:

@@ -47,8 +47,9 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
     """Sizes whose projected activation memory on the host exceeds what it has available: the
     calibration activations (inputs and outputs of a block for every sample: 2 × nsamples × seqlen ×
     hidden × dtype bytes) when they live on the host (``device=cpu`` or ``activations_on=cpu``), and
-    one evaluation batch (batch_size × seqlen × (4 × hidden × dtype bytes + vocab × 4 bytes of
-    float32 logits)) on ``device=cpu``. The model's weights come on top; the arch is the config's."""
+    one evaluation batch (batch_size × seqlen × 4 × hidden × dtype bytes, and one head chunk's float32
+    logits and their log-softmax: ``esparse.evaluation.ppl``) on ``device=cpu``. The model's weights
+    come on top; the arch is the config's."""
     model = cfg.get("model") or {}
     arch = model.get("arch") or {}
     hidden, vocab = arch.get("hidden_size"), arch.get("vocab_size")
@@ -78,14 +79,17 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     b, seqlen = ev.get("batch_size"), ev.get("seqlen")
     if "eval" in stages and on_host and ev.get("datasets") and isinstance(b, int) and isinstance(seqlen, int):
-        per_token = EVAL_HIDDEN_COPIES * hidden * nbytes + (vocab if isinstance(vocab, int) else 0) * 4
-        need = b * seqlen * per_token
+        from esparse.evaluation.ppl import CHUNK_FLOATS
+
+        v = vocab if isinstance(vocab, int) else 0
+        chunk = min(seqlen, max(1, CHUNK_FLOATS // v)) if v else 0  # logits exist one head chunk at a time
+        need = b * seqlen * EVAL_HIDDEN_COPIES * hidden * nbytes + 2 * chunk * v * 4
         if need > available:
             problems.append(
                 f"eval.ppl.batch_size × eval.ppl.seqlen: {b} × {seqlen} = {b * seqlen} tokens per batch need "
-                f"{b * seqlen} × ({EVAL_HIDDEN_COPIES} × {hidden} (hidden) × {nbytes} + {vocab} (vocab) × 4) bytes "
-                f"= {_gb(need)} on the host, more than its {_gb(available)} available (MemAvailable); lower "
-                "eval.ppl.batch_size or eval.ppl.seqlen"
+                f"{b * seqlen} × {EVAL_HIDDEN_COPIES} × {hidden} (hidden) × {nbytes} bytes + 2 × {chunk} (tokens per "
+                f"head chunk) × {vocab} (vocab) × 4 bytes of logits = {_gb(need)} on the host, more than its "
+                f"{_gb(available)} available (MemAvailable); lower eval.ppl.batch_size or eval.ppl.seqlen"
             )
     return problems
 
