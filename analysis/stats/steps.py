@@ -26,13 +26,13 @@ DSNOT_COLUMNS = tuple((f"{name}{step}", {"shuffle": shuffle, **refine})
 #: reading), Wanda and SparseGPT per row; at 2:4 every score per row
 UNSTRUCTURED = {"pattern": "unstructured", "sparsity": 0.5}
 QUANT_ROWS = (
-    Row("magnitude (whole layer)", {"metric": "magnitude", "scope": "layer"}),
+    Row("magnitude (whole layer)", {"metric": "magnitude", "scope": "layer", "reconstruct": False}),
     Row("SparseGPT", {"metric": "sparsegpt", "scope": "row"}),
     Row("Wanda", {**WANDA.where, "scope": "row"}),
     Row("RIA (whole layer)", {**RIA.where, "scope": "layer"}),
 )
 QUANT_ROWS_NM = (
-    Row("magnitude", {"metric": "magnitude"}),
+    Row("magnitude", {"metric": "magnitude", "reconstruct": False}),
     Row("SparseGPT", {"metric": "sparsegpt"}),
     WANDA,
     RIA,
