@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
 from esparse.sparsegpt import DEFAULT_BLOCKSIZE, DEFAULT_PERCDAMP, sparsegpt_prune
+from esparse.stat_passes import inputs_bytes, second_pass, stat_hook
 from esparse.stats import DEFAULT_BINS, ChannelStats, input_summary
 
 
@@ -228,11 +230,11 @@ def prune_model(
             )
             for group in groups
         ]
-        size = _inputs_bytes(inps, groups)
+        size = inputs_bytes(inps, groups)
         kept: list[list[torch.Tensor]] | None = [[] for _ in groups] if size <= replay_budget else None
         hooks = [
             group[0][1].register_forward_hook(
-                _stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}", kept[j] if kept is not None else None)
+                stat_hook(st, f"{adapter.blocks_path}.{i}.{group[0][0]}", kept[j] if kept is not None else None)
             )
             for j, (group, st) in enumerate(zip(groups, stats, strict=True))
         ]
@@ -241,7 +243,10 @@ def prune_model(
             for st in stats:
                 st.finalize()
             if any(st.needs_second_pass for st in stats):
-                _second_pass(block, inps, kwargs, i, stats, kept, hooks, report, size, replay_budget)
+                how = second_pass(stats, kept, hooks, partial(_run_block, block, inps, kwargs, i))
+                report.passes[how] = report.passes.get(how, 0) + 1
+                report.passes["budget_bytes"] = float(replay_budget)
+                report.passes["block_inputs_bytes"] = max(float(size), report.passes.get("block_inputs_bytes", 0.0))
         finally:
             for h in hooks:
                 h.remove()
@@ -280,44 +285,6 @@ def block_summary(report: PruneReport, prefix: str, index: int, seconds: float) 
     if rss is not None:
         out["host_rss_gb"] = rss / 1e9
     return out
-
-
-def _stat_hook(st: ChannelStats, name: str, keep: list[torch.Tensor] | None = None):
-    """Feed the linear's input to its stats (and, with ``keep``, hold it for the second pass)."""
-
-    def hook(_mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
-        x = args[0]
-        if not torch.isfinite(x).all():
-            raise FloatingPointError(f"non-finite calibration activations at the input of {name}")
-        st.update(x.detach())
-        if keep is not None and st.needs_second_pass:
-            keep.append(x.detach())
-
-    return hook
-
-
-def _inputs_bytes(inps: list[torch.Tensor], groups: list[list[tuple[str, nn.Linear]]]) -> int:
-    """Bytes of one block's linear inputs over every calibration token (one tensor per group)."""
-    tokens = sum(x[..., 0].numel() for x in inps)
-    return tokens * sum(g[0][1].in_features for g in groups) * (inps[0].element_size() if inps else 0)
-
-
-def _second_pass(block, inps, kwargs, i, stats, kept, hooks, report: PruneReport, size: int, budget: float) -> None:
-    """The histogram pass: replay the kept inputs (``kept`` not None) or run the block again."""
-    if kept is not None:
-        for h in hooks:  # the stats are fed by hand now
-            h.remove()
-        for st, xs in zip(stats, kept, strict=True):
-            for x in xs if st.needs_second_pass else ():
-                st.update(x)
-    else:
-        _run_block(block, inps, kwargs, i)
-    for st in stats:
-        st.finalize()
-    how = "replayed" if kept is not None else "rerun"
-    report.passes[how] = report.passes.get(how, 0) + 1
-    report.passes["budget_bytes"] = float(budget)
-    report.passes["block_inputs_bytes"] = max(float(size), report.passes.get("block_inputs_bytes", 0.0))
 
 
 def _shuffle_kwargs(spec: PruneSpec, role: str | None) -> dict[str, Any]:

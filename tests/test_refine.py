@@ -3,8 +3,6 @@ after every step, each stopping rule, the config group, and a tiny-model prune."
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 import yaml
@@ -216,7 +214,7 @@ def _prune_tiny(pattern, refine="dsnot", opts=(), **spec):
     ],
 )
 def test_tiny_model_prune_keeps_the_pattern_and_records_swaps(pattern, spec):
-    from esparse.run.pipeline import _prune_fields
+    from esparse.run.calibration import prune_fields
 
     model, report = _prune_tiny(pattern, **spec)
     assert check(model, Pattern.parse(pattern), permutations=report.layer_permutations()).ok
@@ -224,7 +222,7 @@ def test_tiny_model_prune_keeps_the_pattern_and_records_swaps(pattern, spec):
     cfg = {"pattern": pattern if isinstance(pattern, dict) else {"name": pattern}, "refine": {"name": "dsnot"}}
     from esparse.models.adapters import get_adapter
 
-    fields = _prune_fields(cfg, SimpleNamespace(model=model, adapter=get_adapter(model)), report)
+    fields = prune_fields(cfg, model, get_adapter(model), report)
     assert fields["metrics"]["refine/swaps"] == report.refine["swaps"]
     assert fields["metrics"]["sparsity/pattern_ok"] is True
     again, report2 = _prune_tiny(pattern, **spec)
