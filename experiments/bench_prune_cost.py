@@ -17,16 +17,15 @@ whether the machine was quiet. Writes ``results/bench/prune_cost.json``, a bench
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_offload import prune_once  # noqa: E402  (one pruning run.py process, written to a scratch dir)
 
 from esparse import bench  # noqa: E402
 
@@ -43,16 +42,6 @@ VARIANTS: dict[str, tuple[str | None, list[str]]] = {
     "esparse + dsnot": ("esparse", ["metric=esparse", "refine=dsnot"]),
     "sparsegpt": (None, ["metric=sparsegpt"]),
 }
-
-
-def prune_once(overrides: list[str], results_dir: Path) -> dict:
-    cmd = [sys.executable, str(ROOT / "run.py"), *overrides, "stages=[prune]", "logger=none", "progress=false"]
-    cmd += ["force=true", f"results_dir={results_dir}", f"hydra.run.dir={results_dir / 'hydra'}"]  # always last
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"run failed ({' '.join(overrides)}):\n{proc.stderr[-3000:]}")
-    (record_path,) = (results_dir / "runs").glob("*.json")
-    return json.loads(record_path.read_text())
 
 
 def step_seconds(metrics: dict) -> tuple[str | None, float | None]:
@@ -89,9 +78,8 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 over = [*VARIANTS[name][1], *args.overrides]
                 print(f"[{name} #{r}] python run.py {' '.join(over)} stages=[prune] ...", flush=True)
-                t = time.perf_counter()
                 rec = prune_once(over, Path(tmp) / f"{name}-{r}".replace(" ", ""))
-                wall = time.perf_counter() - t
+                wall = rec["_wall"]
                 prune = float(rec["timings"]["prune"])
                 if best is None or prune < best["prune_seconds"]:
                     step, secs = step_seconds(rec["metrics"])

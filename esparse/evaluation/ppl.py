@@ -125,11 +125,11 @@ def perplexity(
     """exp(mean NLL) of ``model`` over ``windows`` (n, seqlen) of token ids, with each window's NLL."""
     nll, count, per_window = 0.0, 0, []
     chunked = windows.shape[0] > 0 and _chunked_head_ok(model, windows[:1].to(device))
+    chunk = max(1, CHUNK_FLOATS // model.get_output_embeddings().out_features) if chunked else 0
     for start in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
         ids = windows[start : start + batch_size].to(device)
         if chunked:
             hidden = _final_hidden(model, ids)
-            chunk = max(1, CHUNK_FLOATS // model.get_output_embeddings().out_features)
             losses = [_window_nll(model, hidden[i, :-1], ids[i, 1:], chunk) for i in range(ids.shape[0])]
             del hidden
         else:  # one window at a time: a (seqlen-1, vocab) view, not a batch-wide float copy
