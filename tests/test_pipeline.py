@@ -98,7 +98,7 @@ def test_save_format_nm_writes_a_compressed_checkpoint_that_reloads_exactly(over
 
 
 def test_dense_baseline_record_never_claims_zero_shot_it_did_not_run(overrides, tmp_path):
-    from esparse.run.pipeline import baseline_config
+    from esparse.run.baseline import baseline_config
 
     zs = ["eval.zeroshot.tasks=[piqa_local]", "eval.zeroshot.limit=5"]
     cfg = normalize(compose_cfg(overrides + ["metric=wanda"] + zs))
@@ -121,3 +121,30 @@ def test_dense_baseline_record_never_claims_zero_shot_it_did_not_run(overrides, 
         mp.undo()
     assert rec["metrics"]["zeroshot/avg/acc"] == 0.5
     assert [p.stem for p in (tmp_path / "results" / "runs").glob("*.json")] == [rec["config_hash"]]
+
+
+def test_dense_baseline_is_reused_only_from_this_machine_kind_and_lock(overrides, tmp_path):
+    from esparse.run.baseline import baseline_config
+
+    cfg = compose_cfg(overrides + ["metric=magnitude", "pattern=2:4"])
+    first = run(cfg)
+    origin = first["details"]["dense_baseline"]
+    assert origin["source"] == "computed" and origin["saved"] is True and origin["not_reused_because"] is None
+    dense_path = store.record_path(tmp_path / "results", origin["config_hash"])
+    assert origin["config_hash"] == hashing.config_hash(baseline_config(normalize(cfg)))
+    # a second pruned config of the same model reuses the stored number, and says so
+    second = run(compose_cfg(overrides + ["metric=wanda", "pattern=2:4"]))
+    assert second["details"]["dense_baseline"]["source"] == "record"
+    assert second["metrics"]["dense/ppl/wikitext2"] == first["metrics"]["dense/ppl/wikitext2"]
+    # the stored dense record made on another machine kind: computed again, the stored one kept as it was
+    stored = json.loads(dense_path.read_text())
+    stored["env"]["cpu"]["model"] = "Some Other CPU"
+    stored["metrics"]["ppl/wikitext2"] = 1e9  # so a reuse would show
+    dense_path.write_text(json.dumps(stored))
+    before = dense_path.read_bytes()
+    third = run(compose_cfg(overrides + ["metric=wanda", "pattern=2:4", "force=true"]))
+    origin = third["details"]["dense_baseline"]
+    assert origin["source"] == "computed" and origin["saved"] is False
+    assert "Some Other CPU" in origin["not_reused_because"]
+    assert third["metrics"]["dense/ppl/wikitext2"] == first["metrics"]["dense/ppl/wikitext2"]
+    assert dense_path.read_bytes() == before

@@ -24,8 +24,9 @@ from esparse.quant import (
     rtn,
 )
 from esparse.records.hashing import config_hash
+from esparse.run.baseline import dense_config
 from esparse.run.config import ConfigError, normalize, validate
-from esparse.run.pipeline import dense_config, run
+from esparse.run.pipeline import run
 from esparse.stats import ChannelStats
 
 F64 = torch.float64

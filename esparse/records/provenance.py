@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import subprocess
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -160,6 +161,18 @@ def _git_sha() -> str | None:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def machine_kind(env: Mapping[str, Any]) -> str | None:
+    """What made a record, as far as its floats go: the GPU's name, or the CPU's model and the kernel
+    level torch dispatched to (analysis.records.machine reads records by the same rule). ``None`` for
+    a record made before the CPU was recorded."""
+    gpu, cpu = env.get("gpu"), env.get("cpu")
+    if isinstance(gpu, Mapping) and gpu.get("name"):
+        return str(gpu["name"])
+    if isinstance(cpu, Mapping) and cpu.get("model"):
+        return f"{cpu['model']} ({cpu.get('torch_capability') or 'unknown kernel level'})"
+    return None
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:

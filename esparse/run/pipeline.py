@@ -8,7 +8,6 @@ skipped unless ``force=true``, any other is resumed.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -25,22 +24,11 @@ import torch
 from esparse.compressed import grid_tensors, grids_from_tensors
 from esparse.models import hub
 from esparse.records import claims, hashing, resume, store, wandb_logger
-from esparse.run import calibration, preflight
+from esparse.run import baseline, calibration, preflight
 from esparse.run.config import normalize, validate
 from esparse.run.record import Added, Run, stop_signals_interrupt
 
 log = logging.getLogger(__name__)
-
-
-def dense_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The dense baseline of a config: same model and evaluation, no pruning."""
-    d = copy.deepcopy(dict(cfg))
-    d["pattern"] = {"name": "dense", "kind": "dense", "n": 0, "m": 0, "sparsity": 0.0, "scope": "row"}
-    d["stages"] = [s for s in d.get("stages", []) if s == "eval"]
-    d["save_dir"] = None
-    d["experiment"] = None
-    d["quant"] = {"name": "none"}  # the baseline is the model in its own dtype
-    return normalize(d)
 
 
 def run(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -155,7 +143,7 @@ def _execute(cfg: dict[str, Any], run_: Run, keep: Path) -> None:
     m = _load(cfg, run_, tok)
     if eval_sets and Pattern.parse(dict(cfg["pattern"])).kind != "dense" and cfg["eval"].get("dense_baseline", True):
         with m.placed():
-            run_.add({"metrics": _dense_baseline(cfg, m.model, eval_sets)})
+            run_.add(baseline.dense_baseline(cfg, m.model, eval_sets, run_.record["env"], _ppl, _ppl_fields))
     if "prune" in stages:
         run_.add_all(_prune_stage(cfg, run_, m, calib, keep))
     if evaluate:
@@ -339,38 +327,3 @@ def _ppl(cfg: Mapping[str, Any], model, windows: torch.Tensor, desc: str):
         desc=desc,
         progress=cfg.get("progress", True),
     )
-
-
-def baseline_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The config of the dense-perplexity record a pruned run reuses: its dense config with the
-    zero-shot tasks dropped, since the baseline computes perplexity only (a record must never claim
-    an evaluation it did not run; the dense zero-shot numbers come from a dense run of their own)."""
-    d = dense_config(cfg)
-    d["eval"] = {**d["eval"], "zeroshot": {**(d["eval"].get("zeroshot") or {}), "tasks": []}}
-    return d
-
-
-def _dense_baseline(cfg: dict[str, Any], model, eval_sets: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Dense perplexities from the dense record (computed now, on the not-yet-pruned model, if absent)."""
-    if not eval_sets:
-        return {}  # no perplexity asked for: nothing to compare, no record to write
-    dcfg = baseline_config(cfg)
-    path = store.record_path(dcfg["results_dir"], hashing.config_hash(dcfg))
-    rec = store.load_record(path)  # an unreadable one is moved aside, not overwritten
-    if not (rec and rec.get("status") == "done"):
-        drun = Run(dcfg)
-        held = claims.claim(path, drun.record["env"]["started_at"])  # None: another run writes it; we only use ours
-        try:
-            with drun.stage("eval"):
-                for name, windows in eval_sets.items():
-                    drun.merge(_ppl_fields(name, _ppl(dcfg, model, windows, f"dense ppl {name}")))
-            drun.record["status"] = "done"
-            drun.record["stages_done"] = ["eval"]
-            drun.record["env"]["finished_at"] = store.now_iso()
-            if held is not None:
-                drun.save()
-        finally:
-            if held is not None:
-                held.release()
-        rec = drun.record
-    return {f"dense/{k}": v for k, v in rec["metrics"].items() if k.startswith(("ppl/", "ppl_lo/", "ppl_hi/"))}
