@@ -41,8 +41,10 @@ PLACEMENTS = {
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
-def prune_once(overrides: list[str], results_dir: Path) -> dict:
-    cmd = [sys.executable, str(ROOT / "run.py"), *overrides, "stages=[prune]", "logger=none", "progress=false"]
+def prune_once(overrides: list[str], results_dir: Path, stages: str = "[prune]") -> dict:
+    """One ``run.py`` process (``stages``, default pruning only) writing to ``results_dir``: its record,
+    with the process's wall time as ``_wall``."""
+    cmd = [sys.executable, str(ROOT / "run.py"), *overrides, f"stages={stages}", "logger=none", "progress=false"]
     cmd += ["force=true", f"results_dir={results_dir}", f"hydra.run.dir={results_dir / 'hydra'}"]  # always last
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -7,6 +7,11 @@
    on the GPU and on the CPU with the same calibration tokens, Wanda and RIA at 2:4, with and without
    RIA's channel permutation: how many kept/pruned decisions differ (float rounding flips near-ties
    only) → ``results/bench/device_masks_<gpu>.json``.
+3. **Offload**: the accelerator's peak memory of pruning a random LLaMA with LLaMA-7B's block shapes
+   (4 blocks, fp16, Wanda 2:4, 16 × 2048 calibration tokens) with the whole model on the GPU, with
+   ``offload`` (one block on the GPU at a time) and with ``offload`` + activations on the CPU, beside
+   ``esparse.bench.prune_memory``'s projection → ``results/bench/offload_memory_<gpu>.json`` (the
+   record kind of ``experiments/bench_offload.py``, whose CUDA column needs Hydra and a real model).
 
 Needs only torch, transformers and esparse's method modules (no Hydra, lm-eval or gguf), so it runs
 on a bare GPU image: ``PYTHONPATH=. python scripts/gpu_check.py``. ``--dry-run`` runs both parts on
@@ -31,6 +36,7 @@ from esparse import bench  # noqa: E402
 from esparse.masks import Pattern  # noqa: E402
 from esparse.models.arch import model_arch  # noqa: E402
 from esparse.pruning import PruneSpec, prune_model  # noqa: E402
+from esparse.records.memory import PeakMemory  # noqa: E402
 
 CASES = (("wanda", "none"), ("ria", "none"), ("wanda", "ria_cp_lsa"), ("ria", "ria_cp_lsa"))
 
@@ -92,6 +98,55 @@ def device_masks(device: torch.device, dtype: torch.dtype) -> list[dict]:
     return rows
 
 
+def offload_memory(device: torch.device, dry: bool) -> tuple[dict, list[dict]]:
+    """Peak device memory of one prune per placement (dry: the tiny model on the CPU, fp32)."""
+    import copy
+
+    if dry:
+        base, dtype, (nsamples, seqlen) = tiny_llama(), torch.float32, (4, 32)
+        arch = {"family": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16, "vocab_size": 256,
+                "tie_word_embeddings": False}  # fmt: skip
+    else:
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        arch = {**model_arch("llama7b"), "num_hidden_layers": 4}
+        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")  # fmt: skip
+        torch.manual_seed(0)
+        cfg = LlamaConfig(**{k: arch[k] for k in keys}, max_position_embeddings=2048)
+        base, dtype, (nsamples, seqlen) = LlamaForCausalLM(cfg).eval(), torch.float16, (16, 2048)
+    base = base.to(dtype)
+    calib = torch.randint(0, arch["vocab_size"], (nsamples, seqlen), generator=torch.Generator().manual_seed(0))
+    projected = bench.prune_memory(arch, nsamples=nsamples, seqlen=seqlen, dtype_bytes=base.dtype.itemsize,
+                                   hessian=False)  # fmt: skip
+    spec = PruneSpec("wanda", Pattern.parse("2:4"))
+    rows = []
+    for placement, offload, store in (("on_device", False, None), ("offload", True, None),
+                                      ("offload_activations_on_cpu", True, "cpu")):  # fmt: skip
+        model = copy.deepcopy(base)
+        if not offload:
+            model = model.to(device)
+        t0 = time.perf_counter()
+        with PeakMemory(str(device)) as peak:
+            prune_model(model, calib, spec, batch_size=4, device=device, progress=False, offload=offload,
+                        store=store)  # fmt: skip
+        mem = peak.as_dict()
+        rows.append({"placement": placement, "device": bench.device_name(device),
+                     "host_peak_gb_prune": mem["host_peak_gb"], "device_peak_gb_prune": mem["device_peak_gb"],
+                     "projected_device_gb": round(projected[placement] / 1e9, 4),
+                     "projected_device_bytes": int(projected[placement]),
+                     "prune_seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    config = {"model": "random llama, llama7b block shapes" if not dry else "tiny random llama",
+              "blocks": arch["num_hidden_layers"], "metric": "wanda", "pattern": "2:4",
+              "calibration": {"nsamples": nsamples, "seqlen": seqlen}, "dtype": str(dtype).removeprefix("torch."),
+              "dry_run": dry}  # fmt: skip
+    return config, rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="CPU, toy sizes: the path, not a measurement")
@@ -111,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     what = "the same tiny prune on the device and on the CPU"
     m = bench.write_bench_record(args.out / f"device_masks_{slug}.json", "device_masks", {"cases": CASES}, masks,
                                  what=what, device=str(device))  # fmt: skip
+    ocfg, offload = offload_memory(device, args.dry_run)
+    what = "peak memory of one prune per placement (gpu-check: a random LLaMA with LLaMA-7B blocks, no run.py)"
+    o = bench.write_bench_record(args.out / f"offload_memory_{slug}.json", "prune_memory", ocfg, offload,
+                                 what=what, device=str(device))  # fmt: skip
     for r in rows:
         sp = f"{r['speedup']:.2f}x" if "speedup" in r else f"no kernel ({r['reason']})"
         print(f"{r['model']:9} {r['label']:8} {r['stage']:7} tokens={r['tokens']:<5} {r['backend']:10} "
@@ -118,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     for r in masks:
         print(f"masks {r['metric']:6} {r['shuffle']:10} {r['device']} vs cpu: {r['differing']} of "
               f"{r['mask_entries']} differ (agreement {r['agreement']:.5f}), pattern ok {r['pattern_ok']}")  # fmt: skip
-    print(f"wrote {g} and {m} in {time.perf_counter() - t0:.1f} s")
+    for r in offload:
+        dev = "n/a (CPU)" if r["device_peak_gb_prune"] is None else f"{r['device_peak_gb_prune']:.3f} GB"
+        print(f"offload {r['placement']:28} device peak {dev:>10}  projected {r['projected_device_gb']:.3f} GB  "
+              f"{r['prune_seconds']:.1f} s")  # fmt: skip
+    print(f"wrote {g}, {m} and {o} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 

@@ -8,6 +8,7 @@ tensor, so a wrong sparse result can be injected.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -437,3 +438,40 @@ def test_bench_offload_measures_three_placements_of_one_config(tiny_model_dir, t
     proj = [r["projected_device_bytes"] for r in rows]
     assert proj[0] > proj[1] > proj[2] > 0
     assert not (tmp_path / "r" / "runs").exists()  # the scratch runs never land in the user's results
+
+
+def _bench_scaling():
+    """experiments/bench_scaling.py as a module (it imports bench_offload from its own folder)."""
+    import importlib
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    try:
+        return importlib.import_module("bench_scaling")
+    finally:
+        sys.path.pop(0)
+
+
+def test_bench_scaling_params_of_llama7b_by_hand():
+    mod = _bench_scaling()
+    arch = {"family": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128, "vocab_size": 32000,
+            "tie_word_embeddings": False}  # fmt: skip
+    p = mod.params(arch)
+    per_block = 4 * 4096 * 4096 + 3 * 4096 * 11008  # q, k, v, o + gate, up, down
+    assert p["linear_params"] == 32 * per_block == 6_476_005_376
+    assert p["head_params"] == 32000 * 4096 and p["eval_params"] == p["linear_params"] + p["head_params"]
+
+
+def test_bench_scaling_fit_recovers_per_param_and_per_token_cost():
+    mod = _bench_scaling()
+    a, b = 2e-8, 3e-12  # seconds per parameter, per parameter x token
+    rows = [{"case": case, "linear_params": prm, "calib_tokens": tok, "prune_seconds": a * prm + b * prm * tok}
+            for case, prm in (("smollm2_135m", 1e8), ("llama7b_blocks", 4e8)) for tok in (2048, 8192)]  # fmt: skip
+    rows.append({"case": "llama7b_blocks_bf16", "linear_params": 4e8, "calib_tokens": 8192, "prune_seconds": 1.0})
+    f = mod.fit(rows, "prune_seconds", "linear_params", "calib_tokens")
+    assert f["per_param"] == pytest.approx(a, rel=1e-6) and f["per_param_token"] == pytest.approx(b, rel=1e-6)
+    assert f["rows"] == 4  # the bf16 row is shown against the fit, not in it
+    assert f["ratio_to_fit"]["smollm2_135m 2048"] == pytest.approx(1.0)
+    assert f["ratio_to_fit"]["llama7b_blocks_bf16 8192"] == round(1.0 / (a * 4e8 + b * 4e8 * 8192), 3)
+    one_size = [r for r in rows if r["calib_tokens"] == 8192]
+    assert mod.fit(one_size, "prune_seconds", "linear_params", "calib_tokens") == {}  # cannot separate the terms

@@ -85,6 +85,16 @@ def full_results(tmp_path) -> Path:
     ]
     (r / "bench").mkdir(parents=True)
     (r / "bench" / "permutation.json").write_text(json.dumps(bench_record("permutation", {}, rows, what="perm")))
+    scaling = [  # made-up seconds, only for drawing: one fitted case at two token counts, one bf16 row
+        {"case": "smollm2_135m", "linear_params": 1e8, "eval_params": 1.3e8, "dtype": "float32", "offload": False,
+         "calib_tokens": tok, "eval_tokens": tok // 2, "prune_seconds": tok / 100, "eval_seconds": tok / 400,
+         "host_peak_gb": 1.2} for tok in (2048, 8192)
+    ] + [{"case": "llama7b_blocks_bf16", "linear_params": 4e8, "eval_params": 6e8, "dtype": "bfloat16",
+          "offload": False, "calib_tokens": 8192, "eval_tokens": 4096, "prune_seconds": 50.0, "eval_seconds": 9.0,
+          "host_peak_gb": 2.5}]  # fmt: skip
+    fit = {"per_param": 1e-8, "per_param_token": 1e-12, "rows": 2, "ratio_to_fit": {}}
+    extra = {"prune_fit": fit, "eval_fit": fit, "projection": {"wanda_prune_seconds": 7200, "calib_tokens": 262144}}
+    (r / "bench" / "scaling.json").write_text(json.dumps(bench_record("scaling", {}, scaling, what="s", extra=extra)))
     return r
 
 

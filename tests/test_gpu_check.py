@@ -9,7 +9,7 @@ import json
 from helpers import ROOT
 
 
-def test_gpu_check_dry_run_writes_both_records(tmp_path, capsys):
+def test_gpu_check_dry_run_writes_every_record(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -22,4 +22,10 @@ def test_gpu_check_dry_run_writes_both_records(tmp_path, capsys):
     assert masks["kind"] == "device_masks" and len(masks["rows"]) == 4
     for r in masks["rows"]:  # the same device twice: every decision equal, every pattern exact
         assert r["differing"] == 0 and r["agreement"] == 1.0 and r["pattern_ok"]
+    offload = json.loads((tmp_path / "offload_memory_cpu-dry-run.json").read_text())
+    assert offload["kind"] == "prune_memory" and offload["config"]["dry_run"] is True
+    assert [r["placement"] for r in offload["rows"]] == ["on_device", "offload", "offload_activations_on_cpu"]
+    for r in offload["rows"]:  # no accelerator on a CPU: no device peak is claimed; the projection still is
+        assert r["device_peak_gb_prune"] is None and r["projected_device_bytes"] > 0 and r["host_peak_gb_prune"] > 0
+    assert offload["rows"][0]["projected_device_bytes"] > offload["rows"][1]["projected_device_bytes"]
     assert "wrote" in capsys.readouterr().out

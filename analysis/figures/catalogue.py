@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from analysis.figures.from_benches import scaling  # noqa: E402
 from analysis.figures.from_records import (  # noqa: E402
     esparse_ablation_bars,
     permutation_retained,
@@ -48,6 +49,7 @@ FIGURES: dict[str, FigureFn] = {
     "permutation_retained": permutation_retained,
     "esparse_ablation": esparse_ablation_bars,
     "ria_fig4a_ppl_vs_sparsity": ria_fig4a_ppl_vs_sparsity,
+    "scaling": scaling,
 }
 
 

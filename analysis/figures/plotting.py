@@ -1,7 +1,7 @@
 """What every figure shares: the inputs they read (loaded once), ``NoData``, fixed colours, axes helpers.
 
 The figures are functions of files alone: ``results/observations/*.json`` (written once by
-``experiments/observations.py``), the run records and the permutation bench. A figure whose data is
+``experiments/observations.py``), the run records, the permutation bench and the scaling bench. A figure whose data is
 absent raises ``NoData`` saying what to run, and ``analysis.figures.catalogue`` draws a placeholder instead.
 """
 
@@ -45,6 +45,7 @@ class Inputs:
     records: pd.DataFrame
     permutation_bench: dict[str, Any] | None
     results_dir: Path
+    scaling_bench: dict[str, Any] | None = None
 
 
 def load_inputs(results_dir: str | Path) -> Inputs:
@@ -63,14 +64,19 @@ def load_inputs(results_dir: str | Path) -> Inputs:
                         "layers": rec["rows"]})  # fmt: skip
     obs.sort(key=lambda d: (d.get("model") != DEFAULT_MODEL, str(d.get("model"))))
     records, _ = rec_io.read_records(results)
-    bench_path = results / "bench" / "permutation.json"
-    bench = None
-    if bench_path.is_file():
-        try:
-            bench = benches.read_bench_record(bench_path, kind="permutation")
-        except benches.BenchRecordError as e:
-            print(f"skip {e}")
-    return Inputs(obs, records, bench, results)
+    return Inputs(obs, records, _bench(results, "permutation"), results, _bench(results, "scaling"))
+
+
+def _bench(results: Path, kind: str) -> dict[str, Any] | None:
+    """``results/bench/<kind>.json`` when it is a readable bench record of that kind, else None."""
+    path = results / "bench" / f"{kind}.json"
+    if not path.is_file():
+        return None
+    try:
+        return benches.read_bench_record(path, kind=kind)
+    except benches.BenchRecordError as e:
+        print(f"skip {e}")
+        return None
 
 
 def log_axis(ax, axis: str) -> None:

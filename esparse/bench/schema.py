@@ -173,6 +173,33 @@ _DEVICE_MASKS = {
     "seconds": ("s", "wall time of the device's prune"),
 }
 
+_SCALING = {
+    "case": ("label", "experiments/bench_scaling.py's case name"),
+    "what": ("text", "the case in words (an embedded model, or a random LLaMA with a paper model's block shapes)"),
+    "model": ("label", "the record's model.name"),
+    "blocks": ("count", "decoder blocks"),
+    "hidden_size": ("count", "hidden size"),
+    "intermediate_size": ("count", "MLP width"),
+    "linear_params": ("count", "parameters of every block linear, all blocks (what pruning passes through)"),
+    "head_params": ("count", "output-head parameters (vocab x hidden)"),
+    "eval_params": ("count", "linear_params + head_params (what evaluation passes tokens through)"),
+    "dtype": ("label", "model dtype"),
+    "offload": ("bool", "offload=true (on a CPU: blocks move from the CPU to the CPU)"),
+    "calib_tokens": ("tokens", "calibration windows x tokens"),
+    "eval_tokens": ("tokens", "evaluation windows x tokens"),
+    "prune_seconds": ("s", "the record's prune timing"),
+    "eval_seconds": ("s", "the record's eval timing (perplexity)"),
+    "host_peak_gb": ("GB", "peak host RSS of the run, any stage (sampled)"),
+    "host_peak_gb_prune": ("GB", "peak host RSS during pruning"),
+    "host_peak_gb_eval": ("GB", "peak host RSS during evaluation"),
+    "prune_gflops": ("GFLOP/s", "2 passes x 2 x linear_params x calib_tokens / prune_seconds (attention not counted)"),
+    "eval_gflops": ("GFLOP/s", "2 x eval_params x eval_tokens / eval_seconds"),
+    "prune_gemm_fraction": ("fraction", "prune_gflops / the float32 GEMM rate measured in the same run"),
+    "eval_gemm_fraction": ("fraction", "eval_gflops / the float32 GEMM rate measured in the same run"),
+    "wall_seconds": ("s", "wall time of the run.py process (load and data included)"),
+    "config_hash": ("label", "config hash of the run"),
+}
+
 #: every kind of bench record and its columns: {kind: {column: (unit, about)}}
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "gemm": _GEMM,
@@ -182,6 +209,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "permutation": _PERMUTATION,
     "observations": _OBSERVATIONS,
     "device_masks": _DEVICE_MASKS,
+    "scaling": _SCALING,
 }
 
 
