@@ -25,6 +25,7 @@ from esparse import permutation as permutations
 from esparse import quant as quantizers
 from esparse import refine as refiners
 from esparse import scores
+from esparse.finite import all_finite
 from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
@@ -319,7 +320,7 @@ def _prune_group(
     group_scores = []
     for path, lin in group:
         w = lin.weight.data
-        if not torch.isfinite(w).all():
+        if not all_finite(w):
             raise FloatingPointError(f"non-finite weights in {prefix}.{path}")
         if spec.quant_first:  # RIA app. I's other order: the score reads the quantized weights
             w.copy_(_quantize(spec, f"{prefix}.{path}", w, None, stats, None, None, report))

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from esparse.finite import all_finite
 from esparse.masks import LOW_INDEX, Pattern, TieBreak, count_to_prune, nm_mask, prune_lowest_mask
 
 __all__ = ["sparsegpt_prune", "inverse_hessian_factor", "DEFAULT_BLOCKSIZE", "DEFAULT_PERCDAMP"]
@@ -47,7 +48,7 @@ def inverse_hessian_factor(
     if percdamp < 0:
         raise ValueError(f"percdamp must be >= 0, got {percdamp!r}")
     h = hessian.detach().to(dtype).clone()
-    if not bool(torch.isfinite(h).all()):
+    if not all_finite(h):
         raise ValueError("hessian contains NaN/Inf")
     diag = h.diagonal()
     dead = diag == 0
@@ -139,6 +140,6 @@ def sparsegpt_prune(
         w[:, i1:i2] = q1
         w[:, i2:] -= err1 @ u[i1:i2, i2:]
 
-    if not bool(torch.isfinite(w).all()):
+    if not all_finite(w):
         raise ValueError("SparseGPT produced non-finite weights; check the Hessian (percdamp too small?)")
     return w.to(weight.dtype), keep

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from esparse.finite import all_finite
 from esparse.stats import ChannelStats
 
 
@@ -17,7 +18,7 @@ def stat_hook(st: ChannelStats, name: str, keep: list[torch.Tensor] | None = Non
 
     def hook(_mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
         x = args[0]
-        if not torch.isfinite(x).all():
+        if not all_finite(x):
             raise FloatingPointError(f"non-finite calibration activations at the input of {name}")
         st.update(x.detach())
         if keep is not None and st.needs_second_pass:

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 
 import torch
 
+from esparse.finite import all_finite
+
 __all__ = ["ChannelStats", "DEFAULT_BINS", "input_summary"]
 
 #: entropy histogram bins of a ChannelStats built without a config (a run reads ``metric.bins``;
@@ -141,7 +143,7 @@ class ChannelStats:
             self.device = x.device
         nsamples = 1 if x.dim() == 2 else x.shape[0]
         flat = x.detach().reshape(-1, self.in_features).to(self.device)
-        if flat.numel() and not bool(torch.isfinite(flat).all()):
+        if flat.numel() and not all_finite(flat):
             bad = (~torch.isfinite(flat)).any(dim=0).nonzero().flatten()[:5].tolist()
             raise ValueError(f"calibration inputs contain NaN/Inf (first channels affected: {bad})")
         if self._phase == _COLLECT:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from esparse.finite import all_finite
+
 BACKENDS = ("cusparselt", "cutlass")
 
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -92,7 +94,7 @@ def check_close(sparse_out: torch.Tensor, dense_out: torch.Tensor, what: str, rt
         raise BenchCorrectnessError(f"{what}: sparse shape {tuple(sparse_out.shape)} != {tuple(dense_out.shape)}")
     tol = _RTOL.get(dense_out.dtype, 1e-2) if rtol is None else rtol
     s, d = sparse_out.detach().float(), dense_out.detach().float()
-    if not bool(torch.isfinite(s).all()):
+    if not all_finite(s):
         raise BenchCorrectnessError(f"{what}: sparse result has non-finite values")
     err = float((s - d).norm() / d.norm().clamp_min(torch.finfo(torch.float32).tiny))
     if not err <= tol:

@@ -13,6 +13,8 @@ import functools
 import torch
 from torch import Tensor
 
+from esparse.finite import all_finite
+
 
 def _check(score: Tensor, n: int, m: int) -> None:
     if not isinstance(score, Tensor) or score.ndim != 2:
@@ -29,8 +31,7 @@ def _check(score: Tensor, n: int, m: int) -> None:
     c = score.shape[1]
     if c % m:
         raise ValueError(f"input channels c={c} are not a multiple of m={m}")
-    # a finite total implies finite entries (NaN/inf propagate); only on overflow pay the full scan
-    if not bool(torch.isfinite(score.sum())) and not bool(torch.isfinite(score).all()):
+    if not all_finite(score):
         raise ValueError("score contains NaN or inf")
 
 
