@@ -29,6 +29,7 @@ from esparse.finite import all_finite
 from esparse.masks import Pattern, TieBreak, make_mask
 from esparse.models.adapters import Adapter, block_output, capture_block_kwargs, get_adapter
 from esparse.models.placement import module_device, non_blocks_to, to_device
+from esparse.records.memory import release_freed_heap
 from esparse.sparsegpt import DEFAULT_BLOCKSIZE, DEFAULT_PERCDAMP, sparsegpt_prune
 from esparse.stat_passes import inputs_bytes, second_pass, stat_hook
 from esparse.stats import DEFAULT_BINS, ChannelStats, input_summary
@@ -259,6 +260,7 @@ def prune_model(
         inps = _run_block(block, inps, kwargs, i)
         if offload:
             block.to(home)
+        release_freed_heap()  # the block's freed statistics and kept inputs: off the RSS before the next block
         if on_block is not None:
             on_block(block_summary(report, f"{adapter.blocks_path}.{i}", i, time.perf_counter() - tb))
     report.seconds["total"] = time.perf_counter() - t0

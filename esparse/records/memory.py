@@ -1,4 +1,5 @@
-"""Peak memory of a stage (host RSS, accelerator allocations), as a record reports it."""
+"""Peak memory of a stage (host RSS, accelerator allocations), as a record reports it, and giving
+freed heap memory back to the OS."""
 
 from __future__ import annotations
 
@@ -14,6 +15,22 @@ def host_rss_bytes() -> int | None:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None
+
+
+def release_freed_heap() -> None:
+    """Hand the heap pages freed so far back to the OS (glibc ``malloc_trim``; elsewhere nothing).
+
+    Tokenizing a corpus in one call frees ~0.3 GB on SmolLM2's 2.3 M-character calibration text that
+    glibc keeps mapped, so every later stage's RSS peak carried it; trimming after the data stages
+    returns it. No computed value changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl): nothing to trim this way
+        pass
 
 
 class PeakMemory:

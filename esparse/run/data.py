@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from esparse.models.loading import bundled_package_dir, default_cache_dir
+from esparse.records.memory import release_freed_heap
 
 _GENSIM_FILE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 log = logging.getLogger(__name__)
@@ -209,6 +210,8 @@ def tokenize_stream(texts: list[str], tokenizer, what: str = "the corpus") -> to
     if not joined.strip():
         raise DataUnavailableError(f"{what} is empty: nothing to tokenize")
     ids = tokenizer(joined, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    del joined
+    release_freed_heap()  # the tokenizer's working memory, freed but still mapped: ~0.3 GB for 2.3 M chars
     return ids
 
 
