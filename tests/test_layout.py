@@ -99,7 +99,17 @@ def test_analysis_reads_records_only(path):
 
 def test_the_top_level_holds_the_method_and_the_subpackages():
     top = {p.stem for p in (ROOT / "esparse").glob("*.py")} - {"__init__"}
-    method = {"stats", "stat_passes", "scores", "masks", "sparsegpt", "refine", "quant", "pruning"}  # the algorithm
+    method = {
+        "stats",
+        "stat_passes",
+        "finite",
+        "scores",
+        "masks",
+        "sparsegpt",
+        "refine",
+        "quant",
+        "pruning",
+    }  # the algorithm
     method |= {"deploy", "checkpoint", "compressed"}  # its deployed and saved forms
     assert top == method
     subpackages = {p.name for p in (ROOT / "esparse").iterdir() if (p / "__init__.py").exists()}
