@@ -172,11 +172,11 @@ class ChannelStats:
         torch.minimum(self._min, flat.amin(dim=0).to(torch.float64), out=self._min)
         torch.maximum(self._max, flat.amax(dim=0).to(torch.float64), out=self._max)
         for chunk in self._chunks(flat):
-            self._sumsq += chunk.square().sum(dim=0)
             if self._sum is not None:
                 self._sum += chunk.sum(dim=0)
             if self._abssum is not None:
                 self._abssum += chunk.abs().sum(dim=0)
+            self._sumsq += chunk.square_().sum(dim=0)  # last: squares the chunk (our copy) in place
         if self._varsum is not None:  # each sample's variance about its own mean, weighted by its tokens
             for sample in flat.reshape(nsamples, -1, self.in_features):
                 x64 = sample.to(torch.float64)
@@ -192,17 +192,20 @@ class ChannelStats:
         lo, width = self._min, self._max - self._min
         # zero-range channels: every value goes to bin 0 (scale 0), giving entropy 0
         scale = torch.where(width > 0, bins / torch.where(width > 0, width, 1.0), 0.0)
-        offsets = torch.arange(c, device=self.device, dtype=torch.int64) * bins
+        # each channel's first bin in the flat (c * bins) histogram; float64 holds these integers exactly
+        offsets = torch.arange(c, device=self.device, dtype=torch.float64) * bins
         for chunk in self._chunks(flat):
-            # floor((x - min) / width * bins); clamping puts x == max (and replay jitter) in range
-            idx = ((chunk - lo) * scale).floor_().clamp_(0, bins - 1).to(torch.int64)
-            self._hist += torch.bincount((idx + offsets).flatten(), minlength=c * bins).view(c, bins)
+            # floor((x - min) / width * bins); clamping puts x == max (and replay jitter) in range. In
+            # place on the chunk (our copy): the same float operations, half the time of temporaries
+            idx = chunk.sub_(lo).mul_(scale).floor_().clamp_(0, bins - 1).add_(offsets).to(torch.int64)
+            self._hist += torch.bincount(idx.view(-1), minlength=c * bins).view(c, bins)
 
     def _chunks(self, flat: torch.Tensor):
-        """float64 row chunks of ``flat``: bounds temporaries to ~_CHUNK_ELEMENTS elements."""
+        """float64 row chunks of ``flat``, each a copy (callers work on it in place): bounds
+        temporaries to ~_CHUNK_ELEMENTS elements."""
         rows = max(1, _CHUNK_ELEMENTS // self.in_features)
         for start in range(0, flat.shape[0], rows):
-            yield flat[start : start + rows].to(torch.float64)
+            yield flat[start : start + rows].to(torch.float64, copy=True)
 
     def finalize(self) -> None:
         """End the current pass: freeze ranges after pass 1, compute entropy after pass 2."""

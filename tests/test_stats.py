@@ -175,3 +175,14 @@ def test_from_inputs_single_tensor_and_options():
         ChannelStats.from_inputs([[1.0, 2.0]])
     with pytest.raises(ValueError, match="width 3"):
         ChannelStats.from_inputs([torch.zeros(2, 4), torch.zeros(2, 3)])
+
+
+def test_statistics_never_write_into_the_callers_inputs():
+    """The passes work in place on float64 copies of each chunk; a float64 input is not one of them."""
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(2, 64, 24, generator=g, dtype=torch.float64) for _ in range(2)]
+    before = [x.clone() for x in xs]
+    st = ChannelStats.from_inputs(xs, entropy=True, moments=True, absmean=True)
+    assert all(torch.equal(x, b) for x, b in zip(xs, before, strict=True))
+    flat = torch.cat([b.reshape(-1, 24) for b in before])
+    assert torch.allclose(st.norm.double(), (flat.square().sum(0) / 4).sqrt().float().double())
