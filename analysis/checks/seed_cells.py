@@ -17,8 +17,9 @@ from analysis.stats import seeds
 
 #: config keys that change no number (esparse.records.hashing.NON_SEMANTIC_KEYS; analysis imports no
 #: esparse, tests/test_drift.py holds the grouping equal to the hash's)
-NON_SEMANTIC_KEYS = ("results_dir", "save_dir", "save_format", "offload", "activations_on", "device_map", "logger",
-                     "force", "paths", "hydra", "progress", "keep_pruned", "stages_note", "experiment")  # fmt: skip
+NON_SEMANTIC_KEYS = ("results_dir", "save_dir", "save_format", "offload", "activations_on", "replay_budget_gb",
+                     "device_map", "logger", "force", "paths", "hydra", "progress", "keep_pruned", "stages_note",
+                     "experiment")  # fmt: skip
 #: keys esparse's hash leaves out while they hold these defaults (esparse.records.hashing._hash_view)
 _NEUTRAL_BENCH = {"device": None, "memory_dtype_bytes": 2, "e2e_batch_sizes": [1, 8, 16, 64],
                   "prompt_len": 128, "gen_len": 32}  # fmt: skip
