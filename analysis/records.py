@@ -104,7 +104,8 @@ def pattern_fields(pattern: Any) -> dict[str, Any]:
 def machine(env: Mapping[str, Any]) -> str | None:
     """What made a record, as far as its floats go: the GPU's name, or the CPU's model and the kernel
     level torch dispatched to (a different level moves a pruned run by percents). ``None`` for a
-    record made before the CPU was recorded."""
+    record made before the CPU was recorded. The same rule as ``esparse.records.provenance.machine_kind``
+    (the writer's side: which dense record a run may reuse); analysis imports no esparse, so it is repeated."""
     gpu, cpu = env.get("gpu"), env.get("cpu")
     if isinstance(gpu, Mapping) and gpu.get("name"):
         return str(gpu["name"])
