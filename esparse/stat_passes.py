@@ -9,8 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from esparse.finite import all_finite
-from esparse.stats import ChannelStats
+from esparse.stats import ChannelStats, NonFiniteInputs
 
 
 def stat_hook(st: ChannelStats, name: str, keep: list[torch.Tensor] | None = None):
@@ -18,9 +17,10 @@ def stat_hook(st: ChannelStats, name: str, keep: list[torch.Tensor] | None = Non
 
     def hook(_mod: nn.Module, args: tuple, _out: torch.Tensor) -> None:
         x = args[0]
-        if not all_finite(x):
-            raise FloatingPointError(f"non-finite calibration activations at the input of {name}")
-        st.update(x.detach())
+        try:
+            st.update(x.detach())  # checks the input is finite
+        except NonFiniteInputs as e:
+            raise NonFiniteInputs(f"non-finite calibration activations at the input of {name}: {e}") from None
         if keep is not None and st.needs_second_pass:
             keep.append(x.detach())
 

@@ -44,6 +44,11 @@ _CHUNK_ELEMENTS = 1 << 24
 _COLLECT, _HISTOGRAM, _DONE = 0, 1, 2
 
 
+class NonFiniteInputs(ValueError, FloatingPointError):
+    """Calibration inputs hold a NaN or an infinity (a ValueError to a ChannelStats user, a
+    FloatingPointError to a prune, which names the linear)."""
+
+
 class ChannelStats:
     """Per-input-channel norm, range, entropy and (optionally) Hessian, accumulated over calls.
 
@@ -145,7 +150,7 @@ class ChannelStats:
         flat = x.detach().reshape(-1, self.in_features).to(self.device)
         if flat.numel() and not all_finite(flat):
             bad = (~torch.isfinite(flat)).any(dim=0).nonzero().flatten()[:5].tolist()
-            raise ValueError(f"calibration inputs contain NaN/Inf (first channels affected: {bad})")
+            raise NonFiniteInputs(f"calibration inputs contain NaN/Inf (first channels affected: {bad})")
         if self._phase == _COLLECT:
             self._collect(flat, nsamples)
         else:

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from esparse import bench  # noqa: E402
 from esparse.masks import Pattern  # noqa: E402
-from esparse.models.arch import model_arch  # noqa: E402
+from esparse.models.arch import arch_from_hf_config, model_arch  # noqa: E402
 from esparse.pruning import PruneSpec, prune_model  # noqa: E402
 from esparse.records.memory import PeakMemory  # noqa: E402
 
@@ -104,18 +104,16 @@ def offload_memory(device: torch.device, dry: bool) -> tuple[dict, list[dict]]:
 
     if dry:
         base, dtype, (nsamples, seqlen) = tiny_llama(), torch.float32, (4, 32)
-        arch = {"family": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16, "vocab_size": 256,
-                "tie_word_embeddings": False}  # fmt: skip
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        arch = {**model_arch("llama7b"), "num_hidden_layers": 4}
-        keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-                "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")  # fmt: skip
+        a = model_arch("llama7b")
+        keys = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+                "vocab_size", "tie_word_embeddings")  # fmt: skip
         torch.manual_seed(0)
-        cfg = LlamaConfig(**{k: arch[k] for k in keys}, max_position_embeddings=2048)
+        cfg = LlamaConfig(**{k: a[k] for k in keys}, num_hidden_layers=4, max_position_embeddings=2048)
         base, dtype, (nsamples, seqlen) = LlamaForCausalLM(cfg).eval(), torch.float16, (16, 2048)
+    arch = arch_from_hf_config(base.config)  # what the projection counts is the model that runs
     base = base.to(dtype)
     calib = torch.randint(0, arch["vocab_size"], (nsamples, seqlen), generator=torch.Generator().manual_seed(0))
     projected = bench.prune_memory(arch, nsamples=nsamples, seqlen=seqlen, dtype_bytes=base.dtype.itemsize,

@@ -65,6 +65,11 @@ def bootstrap_interval(
 CHUNK_FLOATS = 1 << 25
 
 
+def head_chunk_tokens(vocab: int) -> int:
+    """Tokens whose float32 logits fit ``CHUNK_FLOATS``: how many rows the head computes at a time."""
+    return max(1, CHUNK_FLOATS // vocab)
+
+
 class _AtHead(Exception):
     """Raised by the head's pre-hook: the final hidden states are all the forward needed to do."""
 
@@ -125,7 +130,7 @@ def perplexity(
     """exp(mean NLL) of ``model`` over ``windows`` (n, seqlen) of token ids, with each window's NLL."""
     nll, count, per_window = 0.0, 0, []
     chunked = windows.shape[0] > 0 and _chunked_head_ok(model, windows[:1].to(device))
-    chunk = max(1, CHUNK_FLOATS // model.get_output_embeddings().out_features) if chunked else 0
+    chunk = head_chunk_tokens(model.get_output_embeddings().out_features) if chunked else 0
     for start in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
         ids = windows[start : start + batch_size].to(device)
         if chunked:

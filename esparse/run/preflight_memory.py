@@ -79,10 +79,10 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     b, seqlen = ev.get("batch_size"), ev.get("seqlen")
     if "eval" in stages and on_host and ev.get("datasets") and isinstance(b, int) and isinstance(seqlen, int):
-        from esparse.evaluation.ppl import CHUNK_FLOATS
+        from esparse.evaluation.ppl import head_chunk_tokens
 
         v = vocab if isinstance(vocab, int) else 0
-        chunk = min(seqlen, max(1, CHUNK_FLOATS // v)) if v else 0  # logits exist one head chunk at a time
+        chunk = min(seqlen, head_chunk_tokens(v)) if v else 0  # logits exist one head chunk at a time
         need = b * seqlen * EVAL_HIDDEN_COPIES * hidden * nbytes + 2 * chunk * v * 4
         if need > available:
             problems.append(
