@@ -440,15 +440,33 @@ def test_bench_offload_measures_three_placements_of_one_config(tiny_model_dir, t
     assert not (tmp_path / "r" / "runs").exists()  # the scratch runs never land in the user's results
 
 
-def _bench_scaling():
-    """experiments/bench_scaling.py as a module (it imports bench_offload from its own folder)."""
+def _experiment(name: str):
+    """experiments/<name>.py as a module (benches import each other from their own folder)."""
     import importlib
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     try:
-        return importlib.import_module("bench_scaling")
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def _bench_scaling():
+    return _experiment("bench_scaling")
+
+
+def test_bench_eval_memory_reference_is_the_same_perplexity():
+    """The bench's full-logit reference computes what esparse's chunked perplexity computes."""
+    from conftest import tiny_llama
+
+    from esparse.evaluation import ppl
+
+    mod = _experiment("bench_eval_memory")
+    model = tiny_llama(vocab=96)
+    windows = torch.randint(0, 96, (5, 17), generator=torch.Generator().manual_seed(0))
+    want = ppl.perplexity(model, windows, batch_size=2, progress=False).value
+    assert mod._reference_ppl(model, windows, batch_size=2) == pytest.approx(want, rel=1e-6)
+    assert set(mod.CASES) == {(s, p) for s in ("ppl", "zeroshot") for p in ("esparse", "reference")}
 
 
 def test_bench_scaling_params_of_llama7b_by_hand():

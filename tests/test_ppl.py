@@ -44,7 +44,7 @@ def test_chunked_windows_equal_the_models_own_logits(monkeypatch, chunk_floats):
 def test_one_chunk_per_window_keeps_the_unchunked_bits(monkeypatch):
     model, windows = tiny_llama(vocab=128), _windows(128)
     chunked = P.perplexity(model, windows, progress=False)
-    monkeypatch.setattr(P, "_chunked_head_ok", lambda m, ids: False)
+    monkeypatch.setattr(P, "head_matches_model", lambda m, ids: False)
     plain = P.perplexity(model, windows, progress=False)
     assert chunked.window_nll == plain.window_nll and chunked.value == plain.value
 
@@ -58,7 +58,7 @@ def test_gemma_soft_capping_after_the_head_is_reproduced(monkeypatch):
                            sliding_window=8, max_position_embeddings=64)  # fmt: skip
     model = Gemma3ForCausalLM(cfg).eval()
     windows = _windows(128)
-    assert P._chunked_head_ok(model, windows[:1])
+    assert P.head_matches_model(model, windows[:1])
     monkeypatch.setattr(P, "CHUNK_FLOATS", 4 * 128)
     assert P.perplexity(model, windows, progress=False).window_nll == pytest.approx(_by_hand(model, windows), rel=1e-6)
 
@@ -76,5 +76,5 @@ def test_an_unknown_transform_after_the_head_keeps_the_plain_path():
     model = tiny_llama(vocab=64)
     model.__class__ = Scaled
     windows = _windows(64)
-    assert not P._chunked_head_ok(model, windows[:1])
+    assert not P.head_matches_model(model, windows[:1])
     assert P.perplexity(model, windows, progress=False).window_nll == pytest.approx(_by_hand(model, windows), rel=1e-6)

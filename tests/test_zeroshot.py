@@ -95,6 +95,7 @@ def test_tiny_local_task_metrics(model, tok, tiny_task):
         assert 0.0 <= metrics[f"zeroshot/tiny_mc/{m}"] <= 1.0
     assert metrics["zeroshot/avg/acc"] == metrics["zeroshot/tiny_mc/acc"]
     assert details["n_docs"] == {"tiny_mc": 16}
+    assert details["head"] == "continuation"
     assert details["seconds"] > 0 and details["seconds_per_item"] == pytest.approx(details["seconds"] / 16)
     assert not any("," in k for k in metrics)
 
@@ -241,3 +242,86 @@ def test_real_hub_task_offline(model, tok):
         pytest.skip("the Hugging Face hub is reachable here; the offline path is covered by the fake hub task")
     with pytest.raises(ZeroShotDataError, match=r"'piqa'.*unreachable.*include_path"):
         evaluate_zeroshot(model, tok, {"tasks": ["piqa"]})
+
+
+def _requests(tok):
+    from lm_eval.api.instance import Instance
+
+    args = [
+        ("Question: red box\nAnswer:", " go up"),
+        ("Question: red box\nAnswer:", " take down"),
+        ("Question: small dog\nAnswer:", " w1"),  # one-token continuations sharing a context: one forward
+        ("Question: small dog\nAnswer:", " w2"),
+        ("Question: blue cup green hat\nAnswer:", " go up take down w3 w4"),
+        ("Question:", " w5"),
+    ]
+    return [Instance("loglikelihood", doc={}, arguments=a, idx=i) for i, a in enumerate(args)]
+
+
+def _head_rows(model) -> list[int]:
+    rows: list[int] = []
+    model.get_output_embeddings().register_forward_hook(lambda _m, _i, out: rows.append(out[..., 0].numel()))
+    return rows
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_continuation_head_equals_lm_evals_full_logits(model, tok, batch_size):
+    """Loglikelihoods within 1e-6 relative and the same greedy flags as lm-eval's own HFLM, while the
+    head never computes more rows than the longest continuation (the stock path: batch x length)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from esparse.evaluation.continuation_lm import ContinuationHeadLM
+
+    reqs = _requests(tok)
+    stock_model, lean_model = copy.deepcopy(model), copy.deepcopy(model)
+    stock_rows, lean_rows = _head_rows(stock_model), _head_rows(lean_model)
+    want = HFLM(pretrained=stock_model, tokenizer=tok, batch_size=batch_size).loglikelihood(reqs)
+    lm = ContinuationHeadLM(pretrained=lean_model, tokenizer=tok, batch_size=batch_size)
+    got = lm.loglikelihood(reqs)
+    assert lm.head_path == "continuation"
+    assert [g for _, g in got] == [g for _, g in want]
+    assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in want], rel=1e-6)
+    longest = max(len(tok(r.arguments[1])["input_ids"]) for r in reqs)
+    scored = lean_rows[2:]  # [0], [1]: the two-token check (the model's own head, then head_logits)
+    assert max(scored) <= longest < max(stock_rows)
+    assert len(scored) == len(reqs) - 1  # the shared-context one-token pair was scored once
+
+
+def test_continuation_head_reproduces_gemma_soft_capping(tok):
+    from lm_eval.models.huggingface import HFLM
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from esparse.evaluation.continuation_lm import ContinuationHeadLM
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, num_key_value_heads=1, head_dim=16, final_logit_softcapping=0.5,
+                           sliding_window=8, max_position_embeddings=64, pad_token_id=tok.pad_token_id)  # fmt: skip
+    gemma = Gemma3ForCausalLM(cfg).eval()
+    reqs = _requests(tok)
+    want = HFLM(pretrained=gemma, tokenizer=tok, batch_size=4).loglikelihood(reqs)
+    lm = ContinuationHeadLM(pretrained=gemma, tokenizer=tok, batch_size=4)
+    got = lm.loglikelihood(reqs)
+    assert lm.head_path == "continuation"
+    assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in want], rel=1e-6)
+    assert [g for _, g in got] == [g for _, g in want]
+
+
+def test_an_unknown_transform_after_the_head_keeps_lm_evals_path(model, tok):
+    from lm_eval.models.huggingface import HFLM
+
+    from esparse.evaluation.continuation_lm import ContinuationHeadLM
+
+    class Scaled(type(model)):
+        def forward(self, *args, **kwargs):
+            out = super().forward(*args, **kwargs)
+            out.logits = out.logits * 3.0
+            return out
+
+    scaled = copy.deepcopy(model)
+    scaled.__class__ = Scaled
+    reqs = _requests(tok)
+    lm = ContinuationHeadLM(pretrained=scaled, tokenizer=tok, batch_size=4)
+    got = lm.loglikelihood(reqs)
+    assert lm.head_path == "full"
+    assert got == HFLM(pretrained=scaled, tokenizer=tok, batch_size=4).loglikelihood(reqs)

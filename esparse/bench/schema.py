@@ -200,6 +200,23 @@ _SCALING = {
     "config_hash": ("label", "config hash of the run"),
 }
 
+_EVAL_MEMORY = {
+    "model": ("label", "bundled model (conf/model name)"),
+    "stage": ("label", "ppl or zeroshot"),
+    "path": ("label", "esparse (head on demand) or reference (full logits: the model's own / lm-eval's HFLM)"),
+    "metric": ("label", "what value is: perplexity or acc"),
+    "value": ("value", "the evaluation's result"),
+    "rel_diff_vs_reference": ("fraction", "|value - the reference's| / |the reference's|"),
+    "size": ("count", "perplexity windows of 512 tokens, or PIQA items"),
+    "batch_size": ("count", "windows or requests per forward"),
+    "vocab": ("count", "output vocabulary (columns of the logits)"),
+    "host_rss_before_gb": ("GB", "RSS after loading the model and data, before the evaluation"),
+    "host_peak_gb": ("GB", "peak RSS during the evaluation (sampled)"),
+    "added_gb": ("GB", "host_peak_gb - host_rss_before_gb"),
+    "seconds": ("s", "wall time of the evaluation"),
+    "loadavg_1min": ("load", "1-minute load average at its end"),
+}
+
 #: every kind of bench record and its columns: {kind: {column: (unit, about)}}
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "gemm": _GEMM,
@@ -210,6 +227,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "observations": _OBSERVATIONS,
     "device_masks": _DEVICE_MASKS,
     "scaling": _SCALING,
+    "eval_memory": _EVAL_MEMORY,
 }
 
 

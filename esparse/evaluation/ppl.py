@@ -6,11 +6,10 @@ kept, so the record can say how much of a perplexity is the evaluation sample it
 bootstrap over windows (``bootstrap_interval``). That interval is the *evaluation* noise only; the
 pruning noise (calibration seed, tie-breaking) is measured across runs, by ``analysis``.
 
-The full-vocabulary logits of a batch are never built: the forward stops at the output head, and
-the head runs on ``chunk`` tokens at a time (4 x 512 tokens x 262k vocabulary would be 2.1 GB of
-float32 for Gemma-3). Only the final-logit soft-capping some families apply after the head
-(``config.final_logit_softcapping``) is reproduced; a check on two tokens against the model's own
-logits proves the chunked head equals it before any window is scored, else the plain path runs.
+The full-vocabulary logits of a batch are never built: the forward stops at the output head
+(``esparse.evaluation.head``), and the head runs on ``chunk`` tokens at a time; a check on two
+tokens against the model's own logits proves the chunked head equals it before any window is
+scored, else the plain path runs.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from esparse.evaluation.head import final_hidden, head_logits, head_matches_model
 
 #: the bootstrap protocol, fixed so every record's interval means the same thing
 BOOTSTRAP_SAMPLES = 2000
@@ -70,50 +71,9 @@ def head_chunk_tokens(vocab: int) -> int:
     return max(1, CHUNK_FLOATS // vocab)
 
 
-class _AtHead(Exception):
-    """Raised by the head's pre-hook: the final hidden states are all the forward needed to do."""
-
-
-def _final_hidden(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """The hidden states entering the output head, without computing the head."""
-    store: dict[str, torch.Tensor] = {}
-
-    def grab(_module, args):
-        store["h"] = args[0]
-        raise _AtHead
-
-    handle = model.get_output_embeddings().register_forward_pre_hook(grab)
-    try:
-        model(input_ids=ids, use_cache=False)
-    except _AtHead:
-        pass
-    finally:
-        handle.remove()
-    return store["h"]
-
-
-def _head(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The model's logits from its final hidden states: the head, then the soft-capping of the
-    families that apply one after it (Gemma's ``final_logit_softcapping``)."""
-    logits = model.get_output_embeddings()(hidden)
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
-
-
-def _chunked_head_ok(model: torch.nn.Module, ids: torch.Tensor) -> bool:
-    """Does ``_head(_final_hidden)`` give the model's own logits (on two tokens of one window)?
-    A family with another transform after its head fails here and keeps the plain path."""
-    if model.get_output_embeddings() is None:
-        return False
-    probe = ids[:1, :2]
-    want = model(input_ids=probe, use_cache=False).logits.float()
-    got = _head(model, _final_hidden(model, probe)).float()
-    return got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
 def _window_nll(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
     """Summed NLL of one window's predictions (hidden[:-1] -> targets), ``chunk`` tokens of logits at a time."""
-    parts = [F.cross_entropy(_head(model, hidden[s : s + chunk]).float(), targets[s : s + chunk], reduction="sum")
+    parts = [F.cross_entropy(head_logits(model, hidden[s : s + chunk]).float(), targets[s : s + chunk], reduction="sum")
              for s in range(0, targets.shape[0], chunk)]  # fmt: skip
     return sum(parts[1:], parts[0])  # float32, as the unchunked loss: one chunk gives the same bits
 
@@ -129,12 +89,12 @@ def perplexity(
 ) -> Perplexity:
     """exp(mean NLL) of ``model`` over ``windows`` (n, seqlen) of token ids, with each window's NLL."""
     nll, count, per_window = 0.0, 0, []
-    chunked = windows.shape[0] > 0 and _chunked_head_ok(model, windows[:1].to(device))
+    chunked = windows.shape[0] > 0 and head_matches_model(model, windows[:1].to(device))
     chunk = head_chunk_tokens(model.get_output_embeddings().out_features) if chunked else 0
     for start in tqdm(range(0, windows.shape[0], batch_size), desc=desc, disable=not progress, leave=False):
         ids = windows[start : start + batch_size].to(device)
         if chunked:
-            hidden = _final_hidden(model, ids)
+            hidden = final_hidden(model, ids)
             losses = [_window_nll(model, hidden[i, :-1], ids[i, 1:], chunk) for i in range(ids.shape[0])]
             del hidden
         else:  # one window at a time: a (seqlen-1, vocab) view, not a batch-wide float copy

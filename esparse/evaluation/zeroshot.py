@@ -1,7 +1,8 @@
 """Zero-shot accuracy of the in-memory (pruned) model through lm-eval.
 
-The model object itself is wrapped in lm-eval's ``HFLM``: evaluating a checkpoint by name would
-score the dense model (RIA's released code has exactly that bug). Hub tasks keep their lm-eval
+The model object itself is wrapped in lm-eval's ``HFLM`` (as ``ContinuationHeadLM``, which computes
+logits only at the continuation positions): evaluating a checkpoint by name would score the dense
+model (RIA's released code has exactly that bug). Hub tasks keep their lm-eval
 names; offline, ``piqa_local`` (``tasks/piqa_local``) reads PIQA validation from ``data_dir`` (default: the
 copy bundled in ``tasks/piqa_local/data``).
 
@@ -200,7 +201,8 @@ def evaluate_zeroshot(
     If ``cfg["device"]`` differs from the model's device the model is moved there (in place).
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
+
+    from esparse.evaluation.continuation_lm import ContinuationHeadLM
 
     c = resolve_config(cfg)
     tasks, paths, data_dir = c["tasks"], tuple(c["include_path"]), c["data_dir"]
@@ -227,7 +229,7 @@ def evaluate_zeroshot(
 
         if c["device"] is not None and torch.device(c["device"]) != next(model.parameters()).device:
             model.to(c["device"])
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=c["batch_size"])
+        lm = ContinuationHeadLM(pretrained=model, tokenizer=tokenizer, batch_size=c["batch_size"])
         t0 = time.perf_counter()
         out = lm_eval.simple_evaluate(
             model=lm,
@@ -259,6 +261,7 @@ def evaluate_zeroshot(
         "num_fewshot": c["num_fewshot"],
         "limit": c["limit"],
         "hub_offline": offline,
+        "head": lm.head_path,  # continuation: logits only where a loglikelihood reads them; full: lm-eval's path
         "versions": {k: v for k, v in out.get("versions", {}).items()},
         "lm_eval_version": getattr(lm_eval, "__version__", None),
         "items": _items(out.get("samples") or {}),

@@ -1,0 +1,92 @@
+"""lm-eval's ``HFLM`` with the output head run only on the continuation positions a loglikelihood reads.
+
+``HFLM._loglikelihood_tokens`` takes the log-softmax of the whole padded batch's logits, a
+(batch x length x vocabulary) float tensor and its copy: at PIQA's ~80 tokens, batch 8 and Gemma-3's
+262k vocabulary that is 0.67 GB twice, for the ~20 positions per request it reads. Here the forward
+stops at the head (``esparse.evaluation.head``) and the head, log-softmax, greedy check and gather
+run per request on its continuation rows only. Requests are ordered, grouped (one-token
+continuations sharing a context) and batched by lm-eval's own ``Collator`` with the stock keys, so
+each forward sees the batch the stock path builds; only the head's GEMM runs on fewer rows, which
+may move a loglikelihood's last bits (the tests hold it within 1e-6 relative).
+
+The stock path runs where this one cannot promise the same numbers: a seq2seq model, automatic
+batch sizes (the scheduler probes the full-vocabulary path), autocast (``mixed_precision_dtype``),
+or a head the two-token check rejects.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import Collator
+from lm_eval.models.utils_hf import pad_and_concat
+from tqdm.auto import tqdm
+
+from esparse.evaluation.head import final_hidden, head_logits, head_matches_model
+
+Request = tuple[tuple[str, str], list[int], list[int]]
+
+
+def _sort_key(req: Request) -> tuple[int, tuple[int, ...]]:
+    """lm-eval's order: longest context + continuation first, then by the tokens."""
+    toks = req[1] + req[2]
+    return -len(toks), tuple(toks)
+
+
+def _group_key(req: Request) -> list[int]:
+    """lm-eval's grouping: requests whose context + continuation[:-1] agree share one forward."""
+    return req[-2] + req[-1][:-1]
+
+
+class ContinuationHeadLM(HFLM):
+    """``HFLM`` whose loglikelihoods never build a batch's full-vocabulary logits."""
+
+    #: which path scored the last call: "continuation" (this class's) or "full" (the stock one)
+    head_path: str | None = None
+
+    def _loglikelihood_tokens(
+        self, requests: list[Request], disable_tqdm: bool = False, override_bs: int | None = None
+    ) -> list[tuple[float, bool]]:
+        probe = next((r[1] + r[2] for r in requests if len(r[1] + r[2]) >= 2), None)
+        usable = (
+            self.backend == "causal"
+            and self.batch_size != "auto"
+            and self.mixed_precision_dtype is None
+            and probe is not None
+            and head_matches_model(self.model, torch.tensor([probe[:2]], device=self.device))
+        )
+        self.head_path = "continuation" if usable else "full"
+        if not usable:
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+
+        re_ord = Collator(requests, sort_fn=_sort_key, group_by="contexts" if self.logits_cache else None,
+                          group_fn=_group_key)  # fmt: skip
+        res: list[tuple[float, bool]] = []
+        pbar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests")
+        for chunk in re_ord.get_batched(n=self.batch_size, batch_fn=None):
+            # as the stock path: left-truncate to max_length, drop the last token, right-pad
+            inps = [torch.tensor((ctx + cont)[-(self.max_length + 1) :][:-1], dtype=torch.long, device=self.device)
+                    for _, ctx, cont in chunk]  # fmt: skip
+            lens = [len(i) for i in inps]
+            batch = pad_and_concat(max(lens), inps, padding_side="right")  # pads the list's entries in place
+            with torch.no_grad():
+                hidden = final_hidden(self.model, batch)
+            for (request_str, ctx, cont), inplen, h in zip(chunk, lens, hidden, strict=True):
+                with torch.no_grad():
+                    logits = head_logits(self.model, h[inplen - len(cont) : inplen])
+                logp = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype).unsqueeze(0)  # [1, cont, vocab]
+                greedy = logp.argmax(dim=-1)
+                for req_str, cont_toks, lp in re_ord.get_cache(
+                    req_str=request_str, cxt_toks=ctx, cont_toks=cont, logits=logp
+                ):
+                    toks = torch.tensor(cont_toks, dtype=torch.long, device=self.device).unsqueeze(0)
+                    exact = bool((greedy[:, -toks.shape[1] :] == toks).all())
+                    answer = (float(torch.gather(lp, 2, toks.unsqueeze(-1)).sum()), exact)
+                    res.append(answer)
+                    if req_str is not None:
+                        self.cache_hook.add_partial("loglikelihood", req_str, answer)
+                    pbar.update(1)
+            del hidden
+        pbar.close()
+        return re_ord.get_original(res)
