@@ -55,6 +55,7 @@ BENCH_KINDS: dict[str, tuple[str, ...]] = {
     "memory": ("model", "dense_bytes", "compressed_bytes"),
     "prune_memory": (),
     "prune_cost": (),
+    "default_run": ("prune_seconds", "eval_seconds", "gemm_fraction", "host_peak_gb"),
     "eval_memory": ("model", "stage", "path", "value", "host_peak_gb"),
     "scaling": ("case", "linear_params", "dtype", "offload", "prune_seconds", "eval_seconds", "host_peak_gb"),
     "permutation": (

@@ -493,3 +493,27 @@ def test_bench_scaling_fit_recovers_per_param_and_per_token_cost():
     assert f["ratio_to_fit"]["llama7b_blocks_bf16 8192"] == round(1.0 / (a * 4e8 + b * 4e8 * 8192), 3)
     one_size = [r for r in rows if r["calib_tokens"] == 8192]
     assert mod.fit(one_size, "prune_seconds", "linear_params", "calib_tokens") == {}  # cannot separate the terms
+
+
+def test_bench_default_run_minimal_work_of_smollm2_by_hand():
+    """SmolLM2-135M: 106,168,320 block-linear and 28,311,552 head parameters; 32 x 512 tokens each way."""
+    mod = _experiment("bench_default_run")
+    linear, head, tokens = 106_168_320, 28_311_552, 32 * 512
+    assert mod.minimal_tflop(linear, head, tokens, tokens) == pytest.approx(
+        (4 * linear * tokens + 2 * (linear + head) * tokens) / 1e12
+    )
+    arch = {"family": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+            "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
+            "tie_word_embeddings": True}  # fmt: skip
+    rec = {"config": {"model": {"name": "smollm2_135m"}, "metric": {"name": "esparse"}, "pattern": {"name": "2:4"},
+                      "calibration": {"nsamples": 32, "seqlen": 512}},
+           "timings": {"load": 1.0, "calibration_data": 2.0, "prune": 60.0, "eval": 20.0},
+           "memory": {"prune": {"host_peak_gb": 1.5}, "eval": {"host_peak_gb": 1.3}},
+           "details": {"loaded_arch": arch, "ppl_windows": {"w": {"tokens_per_window": 511, "nll": [1.0] * 32}}},
+           "_wall": 90.0, "config_hash": "abc"}  # fmt: skip
+    row = mod.row_of(rec, gflops=200.0, repeat=0)
+    assert row["linear_params"] == linear and row["head_params"] == head and row["eval_tokens"] == tokens
+    assert row["achieved_gflops"] == round(row["minimal_tflop"] * 1e3 / 80.0, 1)
+    assert row["gemm_fraction"] == round(row["minimal_tflop"] * 1e3 / 80.0 / 200.0, 3)
+    assert row["host_peak_gb"] == 1.5 and row["host_peak_gb_load"] is None
+    bench.bench_record("default_run", {}, [row], what="checked against the schema")

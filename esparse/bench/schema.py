@@ -217,6 +217,33 @@ _EVAL_MEMORY = {
     "loadavg_1min": ("load", "1-minute load average at its end"),
 }
 
+_DEFAULT_RUN = {
+    "repeat": ("count", "which repeat (each its own run.py process)"),
+    "model": ("label", "conf/model name"),
+    "metric": ("label", "the score"),
+    "pattern": ("label", "the sparsity pattern"),
+    "calib_tokens": ("count", "calibration windows x tokens"),
+    "eval_tokens": ("count", "perplexity windows x tokens actually scored"),
+    "linear_params": ("count", "parameters of the block linears (what pruning passes tokens through)"),
+    "head_params": ("count", "parameters of the output head"),
+    "load_seconds": ("s", "the record's load timing"),
+    "data_seconds": ("s", "calibration and evaluation data (tokenizing)"),
+    "prune_seconds": ("s", "the record's prune timing"),
+    "eval_seconds": ("s", "the record's eval timing (the pruned model only: dense_baseline=false)"),
+    "wall_seconds": ("s", "wall time of the run.py process"),
+    "minimal_tflop": ("TFLOP", "2 x 2 x linear x calibration tokens + 2 x (linear + head) x evaluation tokens"),
+    "achieved_gflops": ("GFLOP/s", "minimal_tflop over prune + eval seconds"),
+    "gemm_gflops": ("GFLOP/s", "float32 4096^3 GEMM rate measured just before the run, same threads"),
+    "gemm_fraction": ("fraction", "achieved_gflops / gemm_gflops"),
+    "host_peak_gb": ("GB", "peak host RSS over every stage"),
+    **{
+        f"host_peak_gb_{stage}": ("GB", f"peak host RSS of the {stage} stage")
+        for stage in ("load", "eval_data", "calibration_data", "prune", "keep", "eval")
+    },
+    "loadavg_1min": ("load", "1-minute load average after the run"),
+    "config_hash": ("label", "config hash of the run"),
+}
+
 #: every kind of bench record and its columns: {kind: {column: (unit, about)}}
 COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "gemm": _GEMM,
@@ -228,6 +255,7 @@ COLUMNS: dict[str, dict[str, tuple[str, str]]] = {
     "device_masks": _DEVICE_MASKS,
     "scaling": _SCALING,
     "eval_memory": _EVAL_MEMORY,
+    "default_run": _DEFAULT_RUN,
 }
 
 
