@@ -267,7 +267,7 @@ def _head_rows(model) -> list[int]:
 @pytest.mark.parametrize("batch_size", [1, 4])
 def test_continuation_head_equals_lm_evals_full_logits(model, tok, batch_size):
     """Loglikelihoods within 1e-6 relative and the same greedy flags as lm-eval's own HFLM, while the
-    head never computes more rows than the longest continuation (the stock path: batch x length)."""
+    head runs once per batch on the continuation rows only (the stock path: batch x padded length)."""
     from lm_eval.models.huggingface import HFLM
 
     from esparse.evaluation.continuation_lm import ContinuationHeadLM
@@ -281,10 +281,12 @@ def test_continuation_head_equals_lm_evals_full_logits(model, tok, batch_size):
     assert lm.head_path == "continuation"
     assert [g for _, g in got] == [g for _, g in want]
     assert [ll for ll, _ in got] == pytest.approx([ll for ll, _ in want], rel=1e-6)
-    longest = max(len(tok(r.arguments[1])["input_ids"]) for r in reqs)
     scored = lean_rows[2:]  # [0], [1]: the two-token check (the model's own head, then head_logits)
-    assert max(scored) <= longest < max(stock_rows)
-    assert len(scored) == len(reqs) - 1  # the shared-context one-token pair was scored once
+    conts = [len(tok(r.arguments[1])["input_ids"]) for r in reqs]
+    forwards = len(reqs) - 1  # the shared-context one-token pair is scored once
+    assert len(scored) == -(-forwards // batch_size)  # one head call per batch
+    assert sum(scored) == sum(conts) - 1  # exactly the continuation rows
+    assert sum(scored) < sum(stock_rows)
 
 
 def test_continuation_head_reproduces_gemma_soft_capping(tok):

@@ -3,8 +3,9 @@
 ``HFLM._loglikelihood_tokens`` takes the log-softmax of the whole padded batch's logits, a
 (batch x length x vocabulary) float tensor and its copy: at PIQA's ~80 tokens, batch 8 and Gemma-3's
 262k vocabulary that is 0.67 GB twice, for the ~20 positions per request it reads. Here the forward
-stops at the head (``esparse.evaluation.head``) and the head, log-softmax, greedy check and gather
-run per request on its continuation rows only. Requests are ordered, grouped (one-token
+stops at the head (``esparse.evaluation.head``) and the head and log-softmax run on the batch's
+continuation rows only (one GEMM for the batch, so the head's weight is read once), the greedy check
+and gather per request. Requests are ordered, grouped (one-token
 continuations sharing a context) and batched by lm-eval's own ``Collator`` with the stock keys, so
 each forward sees the batch the stock path builds; only the head's GEMM runs on fewer rows, which
 may move a loglikelihood's last bits (the tests hold it within 1e-6 relative).
@@ -72,10 +73,15 @@ class ContinuationHeadLM(HFLM):
             batch = pad_and_concat(max(lens), inps, padding_side="right")  # pads the list's entries in place
             with torch.no_grad():
                 hidden = final_hidden(self.model, batch)
-            for (request_str, ctx, cont), inplen, h in zip(chunk, lens, hidden, strict=True):
-                with torch.no_grad():
-                    logits = head_logits(self.model, h[inplen - len(cont) : inplen])
-                logp = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype).unsqueeze(0)  # [1, cont, vocab]
+                # every request's continuation rows through the head at once: one pass over its weight
+                rows = [h[n - len(cont) : n] for (_, _, cont), n, h in zip(chunk, lens, hidden, strict=True)]
+                logits = head_logits(self.model, torch.cat(rows))
+            del hidden, rows
+            logp_all = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+            del logits
+            per_request = logp_all.split([len(c) for _, _, c in chunk])
+            for (request_str, ctx, cont), logp in zip(chunk, per_request, strict=True):
+                logp = logp.unsqueeze(0)  # [1, cont, vocab]
                 greedy = logp.argmax(dim=-1)
                 for req_str, cont_toks, lp in re_ord.get_cache(
                     req_str=request_str, cxt_toks=ctx, cont_toks=cont, logits=logp
@@ -87,6 +93,5 @@ class ContinuationHeadLM(HFLM):
                     if req_str is not None:
                         self.cache_hook.add_partial("loglikelihood", req_str, answer)
                     pbar.update(1)
-            del hidden
         pbar.close()
         return re_ord.get_original(res)
