@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import tiny_llama
 
+from esparse.evaluation import head as H
 from esparse.evaluation import ppl as P
 
 
@@ -34,7 +35,7 @@ def test_a_uniform_model_scores_exactly_its_vocabulary_size():
 @pytest.mark.parametrize("chunk_floats", [1 << 25, 5 * 128])  # a whole window per chunk; 5 tokens per chunk
 def test_chunked_windows_equal_the_models_own_logits(monkeypatch, chunk_floats):
     model, windows = tiny_llama(vocab=128), _windows(128)
-    monkeypatch.setattr(P, "CHUNK_FLOATS", chunk_floats)
+    monkeypatch.setattr(H, "CHUNK_FLOATS", chunk_floats)
     got = P.perplexity(model, windows, batch_size=2, progress=False)
     want = _by_hand(model, windows)
     assert got.window_nll == pytest.approx(want, rel=1e-6)
@@ -59,7 +60,7 @@ def test_gemma_soft_capping_after_the_head_is_reproduced(monkeypatch):
     model = Gemma3ForCausalLM(cfg).eval()
     windows = _windows(128)
     assert P.head_matches_model(model, windows[:1])
-    monkeypatch.setattr(P, "CHUNK_FLOATS", 4 * 128)
+    monkeypatch.setattr(H, "CHUNK_FLOATS", 4 * 128)
     assert P.perplexity(model, windows, progress=False).window_nll == pytest.approx(_by_hand(model, windows), rel=1e-6)
 
 

@@ -327,3 +327,18 @@ def test_an_unknown_transform_after_the_head_keeps_lm_evals_path(model, tok):
     got = lm.loglikelihood(reqs)
     assert lm.head_path == "full"
     assert got == HFLM(pretrained=scaled, tokenizer=tok, batch_size=4).loglikelihood(reqs)
+
+
+def test_continuation_head_in_small_chunks_gives_the_same_loglikelihoods(model, tok, monkeypatch):
+    """The head runs on at most CHUNK_FLOATS logits at a time: 3 rows here, so requests straddle chunks."""
+    from esparse.evaluation import head
+    from esparse.evaluation.continuation_lm import ContinuationHeadLM
+
+    reqs = _requests(tok)
+    whole = ContinuationHeadLM(pretrained=model, tokenizer=tok, batch_size=4).loglikelihood(reqs)
+    monkeypatch.setattr(head, "CHUNK_FLOATS", 3 * len(tok))
+    rows = _head_rows(small := copy.deepcopy(model))
+    chunked = ContinuationHeadLM(pretrained=small, tokenizer=tok, batch_size=4).loglikelihood(reqs)
+    assert max(rows[2:]) == 3
+    assert [g for _, g in chunked] == [g for _, g in whole]
+    assert [ll for ll, _ in chunked] == pytest.approx([ll for ll, _ in whole], rel=1e-6)

@@ -4,8 +4,8 @@
 (batch x length x vocabulary) float tensor and its copy: at PIQA's ~80 tokens, batch 8 and Gemma-3's
 262k vocabulary that is 0.67 GB twice, for the ~20 positions per request it reads. Here the forward
 stops at the head (``esparse.evaluation.head``) and the head and log-softmax run on the batch's
-continuation rows only (one GEMM for the batch, so the head's weight is read once), the greedy check
-and gather per request. Requests are ordered, grouped (one-token
+continuation rows only (together, so the head's weight is read once per ``CHUNK_FLOATS`` logits, not
+once per request), the greedy check and gather per request. Requests are ordered, grouped (one-token
 continuations sharing a context) and batched by lm-eval's own ``Collator`` with the stock keys, so
 each forward sees the batch the stock path builds; only the head's GEMM runs on fewer rows, which
 may move a loglikelihood's last bits (the tests hold it within 1e-6 relative).
@@ -24,7 +24,7 @@ from lm_eval.models.utils import Collator
 from lm_eval.models.utils_hf import pad_and_concat
 from tqdm.auto import tqdm
 
-from esparse.evaluation.head import final_hidden, head_logits, head_matches_model
+from esparse.evaluation.head import final_hidden, head_chunk_tokens, head_logits, head_matches_model
 
 Request = tuple[tuple[str, str], list[int], list[int]]
 
@@ -73,12 +73,15 @@ class ContinuationHeadLM(HFLM):
             batch = pad_and_concat(max(lens), inps, padding_side="right")  # pads the list's entries in place
             with torch.no_grad():
                 hidden = final_hidden(self.model, batch)
-                # every request's continuation rows through the head at once: one pass over its weight
-                rows = [h[n - len(cont) : n] for (_, _, cont), n, h in zip(chunk, lens, hidden, strict=True)]
-                logits = head_logits(self.model, torch.cat(rows))
-            del hidden, rows
-            logp_all = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-            del logits
+                # the batch's continuation rows through the head together (its weight read once per
+                # chunk, not per request), at most CHUNK_FLOATS logits at a time
+                rows = torch.cat([h[n - len(c) : n] for (_, _, c), n, h in zip(chunk, lens, hidden, strict=True)])
+                del hidden
+                step = head_chunk_tokens(self.model.get_output_embeddings().out_features)
+                logp_all = torch.cat([F.log_softmax(head_logits(self.model, rows[s : s + step]), dim=-1,
+                                                    dtype=self.softmax_dtype)
+                                      for s in range(0, rows.shape[0], step)])  # fmt: skip
+            del rows
             per_request = logp_all.split([len(c) for _, _, c in chunk])
             for (request_str, ctx, cont), logp in zip(chunk, per_request, strict=True):
                 logp = logp.unsqueeze(0)  # [1, cont, vocab]

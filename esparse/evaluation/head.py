@@ -3,7 +3,8 @@ positions a loss needs.
 
 A batch's full-vocabulary logits are the largest tensor of an evaluation (4 x 512 tokens x 262k
 vocabulary is 2.1 GB of float32 for Gemma-3), yet perplexity reads one value per position and a
-zero-shot loglikelihood only the continuation's positions. ``final_hidden`` returns the states that
+zero-shot loglikelihood only the continuation's positions; both run the head on at most
+``CHUNK_FLOATS`` logits at a time. ``final_hidden`` returns the states that
 enter the head, ``head_logits`` applies the head (and the soft-capping some families apply after
 it); ``head_matches_model`` proves on two tokens that the pair equals the model's own logits, and
 callers keep the model's plain forward where it does not (a family with another transform).
@@ -12,6 +13,15 @@ callers keep the model's plain forward where it does not (a family with another 
 from __future__ import annotations
 
 import torch
+
+#: float32 logits per head chunk: 32 Mi floats = 128 MiB, a whole 512-token window at SmolLM2's 49k
+#: vocabulary (its losses keep their bits), 128 tokens at Gemma-3's 262k
+CHUNK_FLOATS = 1 << 25
+
+
+def head_chunk_tokens(vocab: int) -> int:
+    """Tokens whose float32 logits fit ``CHUNK_FLOATS``: how many rows the head computes at a time."""
+    return max(1, CHUNK_FLOATS // vocab)
 
 
 class _AtHead(Exception):
@@ -38,10 +48,11 @@ def final_hidden(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
 
 def head_logits(model: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The model's logits from its final hidden states: the head, then the soft-capping of the
-    families that apply one after it (Gemma's ``final_logit_softcapping``)."""
+    families that apply one after it (Gemma's ``final_logit_softcapping``), in place on the head's
+    output (the same element-wise operations as ``tanh(logits / cap) * cap``, no temporaries)."""
     logits = model.get_output_embeddings()(hidden)
     cap = getattr(model.config, "final_logit_softcapping", None)
-    return torch.tanh(logits / cap) * cap if cap else logits
+    return logits.div_(cap).tanh_().mul_(cap) if cap else logits
 
 
 @torch.no_grad()

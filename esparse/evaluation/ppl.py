@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from esparse.evaluation.head import final_hidden, head_logits, head_matches_model
+from esparse.evaluation.head import final_hidden, head_chunk_tokens, head_logits, head_matches_model
 
 #: the bootstrap protocol, fixed so every record's interval means the same thing
 BOOTSTRAP_SAMPLES = 2000
@@ -59,16 +59,6 @@ def bootstrap_interval(
     ppl = np.exp(nll[idx].sum(axis=1) / (tokens * nll.size))
     lo, hi = np.quantile(ppl, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
-
-
-#: float32 logits per head chunk: 32 Mi floats = 128 MiB, a whole 512-token window at SmolLM2's 49k
-#: vocabulary (its losses keep their bits), 128 tokens at Gemma-3's 262k
-CHUNK_FLOATS = 1 << 25
-
-
-def head_chunk_tokens(vocab: int) -> int:
-    """Tokens whose float32 logits fit ``CHUNK_FLOATS``: how many rows the head computes at a time."""
-    return max(1, CHUNK_FLOATS // vocab)
 
 
 def _window_nll(model: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ def host_memory(cfg: Mapping[str, Any]) -> list[str]:
     ev = (cfg.get("eval") or {}).get("ppl") or {}
     b, seqlen = ev.get("batch_size"), ev.get("seqlen")
     if "eval" in stages and on_host and ev.get("datasets") and isinstance(b, int) and isinstance(seqlen, int):
-        from esparse.evaluation.ppl import head_chunk_tokens
+        from esparse.evaluation.head import head_chunk_tokens
 
         v = vocab if isinstance(vocab, int) else 0
         chunk = min(seqlen, head_chunk_tokens(v)) if v else 0  # logits exist one head chunk at a time
