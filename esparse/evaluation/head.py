@@ -4,9 +4,9 @@ positions a loss needs.
 A batch's full-vocabulary logits are the largest tensor of an evaluation (4 x 512 tokens x 262k
 vocabulary is 2.1 GB of float32 for Gemma-3), yet perplexity reads one value per position and a
 zero-shot loglikelihood only the continuation's positions; both run the head on at most
-``CHUNK_FLOATS`` logits at a time. ``final_hidden`` returns the states that
-enter the head, ``head_logits`` applies the head (and the soft-capping some families apply after
-it); ``head_matches_model`` proves on two tokens that the pair equals the model's own logits, and
+``CHUNK_FLOATS`` logits at a time. ``final_hidden`` returns the states that enter the head,
+``head_logits`` applies the head (and the soft-capping some families apply after it);
+``head_matches_model`` proves on two tokens that the pair equals the model's own logits, and
 callers keep the model's plain forward where it does not (a family with another transform).
 """
 
