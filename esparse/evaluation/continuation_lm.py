@@ -4,11 +4,11 @@
 (batch x length x vocabulary) float tensor and its copy: at PIQA's ~80 tokens, batch 8 and Gemma-3's
 262k vocabulary that is 0.67 GB twice, for the ~20 positions per request it reads. Here the forward
 stops at the head (``esparse.evaluation.head``) and the head and log-softmax run on the batch's
-continuation rows only (together, so the head's weight is read once per ``CHUNK_FLOATS`` logits, not
-once per request), the greedy check and gather per request. Requests are ordered, grouped (one-token
-continuations sharing a context) and batched by lm-eval's own ``Collator`` with the stock keys, so
-each forward sees the batch the stock path builds; only the head's GEMM runs on fewer rows, which
-may move a loglikelihood's last bits (the tests hold it within 1e-6 relative).
+continuation rows only: consecutive requests together up to ``CHUNK_FLOATS`` logits (the head's
+weight is read once per group, not per request), the greedy check and gather per request. Requests
+are ordered, grouped (one-token continuations sharing a context) and batched by lm-eval's own
+``Collator`` with the stock keys, so each forward sees the batch the stock path builds; only the
+head's GEMM runs on fewer rows, which may move a loglikelihood's last bits (the tests hold it within 1e-6 relative).
 
 The stock path runs where this one cannot promise the same numbers: a seq2seq model, automatic
 batch sizes (the scheduler probes the full-vocabulary path), autocast (``mixed_precision_dtype``),
@@ -38,6 +38,18 @@ def _sort_key(req: Request) -> tuple[int, tuple[int, ...]]:
 def _group_key(req: Request) -> list[int]:
     """lm-eval's grouping: requests whose context + continuation[:-1] agree share one forward."""
     return req[-2] + req[-1][:-1]
+
+
+def _groups(sizes: list[int], step: int) -> list[range]:
+    """Consecutive index ranges whose sizes sum to at most ``step`` (an item larger than ``step`` alone)."""
+    out, start, total = [], 0, 0
+    for i, n in enumerate(sizes):
+        if total and total + n > step:
+            out.append(range(start, i))
+            start, total = i, 0
+        total += n
+    out.append(range(start, len(sizes)))
+    return out
 
 
 class ContinuationHeadLM(HFLM):
@@ -73,28 +85,33 @@ class ContinuationHeadLM(HFLM):
             batch = pad_and_concat(max(lens), inps, padding_side="right")  # pads the list's entries in place
             with torch.no_grad():
                 hidden = final_hidden(self.model, batch)
-                # the batch's continuation rows through the head together (its weight read once per
-                # chunk, not per request), at most CHUNK_FLOATS logits at a time
-                rows = torch.cat([h[n - len(c) : n] for (_, _, c), n, h in zip(chunk, lens, hidden, strict=True)])
-                del hidden
-                step = head_chunk_tokens(self.model.get_output_embeddings().out_features)
-                logp_all = torch.cat([F.log_softmax(head_logits(self.model, rows[s : s + step]), dim=-1,
-                                                    dtype=self.softmax_dtype)
-                                      for s in range(0, rows.shape[0], step)])  # fmt: skip
-            del rows
-            per_request = logp_all.split([len(c) for _, _, c in chunk])
-            for (request_str, ctx, cont), logp in zip(chunk, per_request, strict=True):
-                logp = logp.unsqueeze(0)  # [1, cont, vocab]
-                greedy = logp.argmax(dim=-1)
-                for req_str, cont_toks, lp in re_ord.get_cache(
-                    req_str=request_str, cxt_toks=ctx, cont_toks=cont, logits=logp
-                ):
-                    toks = torch.tensor(cont_toks, dtype=torch.long, device=self.device).unsqueeze(0)
-                    exact = bool((greedy[:, -toks.shape[1] :] == toks).all())
-                    answer = (float(torch.gather(lp, 2, toks.unsqueeze(-1)).sum()), exact)
-                    res.append(answer)
-                    if req_str is not None:
-                        self.cache_hook.add_partial("loglikelihood", req_str, answer)
-                    pbar.update(1)
+            step = head_chunk_tokens(self.model.get_output_embeddings().out_features)
+            # consecutive requests' continuation rows go through the head together, at most ``step``
+            # rows at a time (a longer continuation alone): the head's weight is read once per group,
+            # and at most one group's logits and log-probabilities exist at once
+            for group in _groups([len(c) for _, _, c in chunk], step):
+                with torch.no_grad():
+                    rows = torch.cat([hidden[i, lens[i] - len(chunk[i][2]) : lens[i]] for i in group])
+                    logp_group = F.log_softmax(head_logits(self.model, rows), dim=-1, dtype=self.softmax_dtype)
+                for i, logp in zip(group, logp_group.split([len(chunk[i][2]) for i in group]), strict=True):
+                    request_str, ctx, cont = chunk[i]
+                    res += self._answers(re_ord, request_str, ctx, cont, logp.unsqueeze(0), pbar)
+                del rows, logp_group
+            del hidden
         pbar.close()
         return re_ord.get_original(res)
+
+    def _answers(self, re_ord: Collator, request_str, ctx: list[int], cont: list[int], logp: torch.Tensor, pbar):
+        """(loglikelihood, is greedy) of the request and of every request grouped with it, from the
+        request's continuation log-probabilities ``logp`` [1, cont, vocab], as lm-eval computes them."""
+        greedy = logp.argmax(dim=-1)
+        out = []
+        for req_str, cont_toks, lp in re_ord.get_cache(req_str=request_str, cxt_toks=ctx, cont_toks=cont, logits=logp):
+            toks = torch.tensor(cont_toks, dtype=torch.long, device=self.device).unsqueeze(0)
+            exact = bool((greedy[:, -toks.shape[1] :] == toks).all())
+            answer = (float(torch.gather(lp, 2, toks.unsqueeze(-1)).sum()), exact)
+            out.append(answer)
+            if req_str is not None:
+                self.cache_hook.add_partial("loglikelihood", req_str, answer)
+            pbar.update(1)
+        return out
