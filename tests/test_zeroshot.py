@@ -344,3 +344,11 @@ def test_continuation_head_in_small_chunks_gives_the_same_loglikelihoods(model, 
     assert all(n <= 3 or n == 6 for n in rows[2:])
     assert [g for _, g in chunked] == [g for _, g in whole]
     assert [ll for ll, _ in chunked] == pytest.approx([ll for ll, _ in whole], rel=1e-6)
+
+
+def test_head_groups_by_hand():
+    from esparse.evaluation.continuation_lm import _groups
+
+    assert _groups([2, 2, 1, 6, 1, 1], 3) == [range(0, 1), range(1, 3), range(3, 4), range(4, 6)]
+    assert _groups([1, 1, 1], 10) == [range(0, 3)]
+    assert _groups([], 3) == []

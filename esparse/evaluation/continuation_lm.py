@@ -42,6 +42,8 @@ def _group_key(req: Request) -> list[int]:
 
 def _groups(sizes: list[int], step: int) -> list[range]:
     """Consecutive index ranges whose sizes sum to at most ``step`` (an item larger than ``step`` alone)."""
+    if not sizes:
+        return []
     out, start, total = [], 0, 0
     for i, n in enumerate(sizes):
         if total and total + n > step:
