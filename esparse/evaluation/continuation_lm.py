@@ -60,6 +60,7 @@ class ContinuationHeadLM(HFLM):
     #: which path scored the last call: "continuation" (this class's) or "full" (the stock one)
     head_path: str | None = None
 
+    @torch.no_grad()
     def _loglikelihood_tokens(
         self, requests: list[Request], disable_tqdm: bool = False, override_bs: int | None = None
     ) -> list[tuple[float, bool]]:
@@ -78,6 +79,7 @@ class ContinuationHeadLM(HFLM):
         re_ord = Collator(requests, sort_fn=_sort_key, group_by="contexts" if self.logits_cache else None,
                           group_fn=_group_key)  # fmt: skip
         res: list[tuple[float, bool]] = []
+        step = head_chunk_tokens(self.model.get_output_embeddings().out_features)  # rows per head call
         pbar = tqdm(total=len(requests), disable=disable_tqdm or self.rank != 0, desc="Running loglikelihood requests")
         for chunk in re_ord.get_batched(n=self.batch_size, batch_fn=None):
             # as the stock path: left-truncate to max_length, drop the last token, right-pad
@@ -85,16 +87,13 @@ class ContinuationHeadLM(HFLM):
                     for _, ctx, cont in chunk]  # fmt: skip
             lens = [len(i) for i in inps]
             batch = pad_and_concat(max(lens), inps, padding_side="right")  # pads the list's entries in place
-            with torch.no_grad():
-                hidden = final_hidden(self.model, batch)
-            step = head_chunk_tokens(self.model.get_output_embeddings().out_features)
+            hidden = final_hidden(self.model, batch)
             # consecutive requests' continuation rows go through the head together, at most ``step``
             # rows at a time (a longer continuation alone): the head's weight is read once per group,
             # and at most one group's logits and log-probabilities exist at once
             for group in _groups([len(c) for _, _, c in chunk], step):
-                with torch.no_grad():
-                    rows = torch.cat([hidden[i, lens[i] - len(chunk[i][2]) : lens[i]] for i in group])
-                    logp_group = F.log_softmax(head_logits(self.model, rows), dim=-1, dtype=self.softmax_dtype)
+                rows = torch.cat([hidden[i, lens[i] - len(chunk[i][2]) : lens[i]] for i in group])
+                logp_group = F.log_softmax(head_logits(self.model, rows), dim=-1, dtype=self.softmax_dtype)
                 for i, logp in zip(group, logp_group.split([len(chunk[i][2]) for i in group]), strict=True):
                     request_str, ctx, cont = chunk[i]
                     res += self._answers(re_ord, request_str, ctx, cont, logp.unsqueeze(0), pbar)
