@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from bench_offload import prune_once  # noqa: E402
-from bench_scaling import gemm_gflops, params  # noqa: E402
+from bench_scaling import eval_flop, gemm_gflops, params, prune_flop  # noqa: E402
 
 from esparse import bench  # noqa: E402
 
@@ -39,7 +39,7 @@ STAGES = ("load", "eval_data", "calibration_data", "prune", "keep", "eval")
 
 def minimal_tflop(linear: int, head: int, calib_tokens: int, eval_tokens: int) -> float:
     """Two calibration passes through the linears and one evaluation pass through linears and head."""
-    return (2 * 2 * linear * calib_tokens + 2 * (linear + head) * eval_tokens) / 1e12
+    return (prune_flop(linear, calib_tokens) + eval_flop(linear + head, eval_tokens)) / 1e12
 
 
 def row_of(rec: dict, gflops: float, repeat: int) -> dict:

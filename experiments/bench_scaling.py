@@ -109,6 +109,17 @@ def params(arch: dict[str, Any]) -> dict[str, int]:
     return {"linear_params": linear, "head_params": head, "eval_params": linear + head}
 
 
+def prune_flop(linear_params: int, calib_tokens: int) -> int:
+    """A prune's minimal work: two calibration passes (statistics, then pruned outputs) through every
+    block linear, 2 FLOP per parameter and token each."""
+    return 2 * 2 * linear_params * calib_tokens
+
+
+def eval_flop(eval_params: int, eval_tokens: int) -> int:
+    """An evaluation's minimal work: one pass through the block linears and the output head."""
+    return 2 * eval_params * eval_tokens
+
+
 def fit(rows: list[dict[str, Any]], seconds: str, params_key: str, tokens_key: str) -> dict[str, Any]:
     """``seconds ~ per_param x P + per_param_token x P x T`` by non-negative least squares over the
     fitted cases' rows (P parameters, T tokens; the first term is the work that does not grow with tokens:
@@ -234,8 +245,8 @@ def _row(name: str, what: str, rec: dict[str, Any], calib_tokens: int, eval_toke
         "host_peak_gb_eval": mem.get("eval", {}).get("host_peak_gb"),
         "wall_seconds": round(rec["_wall"], 1), "config_hash": rec["config_hash"],
     }  # fmt: skip
-    row["prune_gflops"] = round(2 * 2 * pr["linear_params"] * calib_tokens / row["prune_seconds"] / 1e9, 1)
-    row["eval_gflops"] = round(2 * pr["eval_params"] * eval_tokens / row["eval_seconds"] / 1e9, 1)
+    row["prune_gflops"] = round(prune_flop(pr["linear_params"], calib_tokens) / row["prune_seconds"] / 1e9, 1)
+    row["eval_gflops"] = round(eval_flop(pr["eval_params"], eval_tokens) / row["eval_seconds"] / 1e9, 1)
     row["prune_gemm_fraction"] = round(row["prune_gflops"] / gflops, 3)
     row["eval_gemm_fraction"] = round(row["eval_gflops"] / gflops, 3)
     return row
