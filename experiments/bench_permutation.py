@@ -46,6 +46,8 @@ METHODS: list[tuple[str, dict[str, Any]]] = [
     ("esparse", {"block": 16}),
     ("esparse", {"block": 32}),
     ("esparse", {}),
+    ("lsa_relabel", {"rounds": 2}),
+    ("lsa_relabel", {}),
 ]
 REDUCED_EXTRA: list[tuple[str, dict[str, Any]]] = [("greedy", {}), ("ria_cp_lsa", {"communities": 1, "sweeps": 3})]
 REAL_SCORES = Path("results/bench/scores_smollm2.pt")

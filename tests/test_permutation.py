@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from esparse import permutation as P
 
-METHODS = ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "greedy"]
+METHODS = ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "lsa_relabel", "greedy"]
 # keep the slow reference quick in the property test
 FAST_KW: dict[str, dict] = {"greedy": {"escapes": 2}}
 
@@ -168,6 +168,7 @@ def test_no_method_retains_less_than_identity(r, c, nm, seed, heavy, dtype):
         assert val <= bound * (1 + 1e-6), name
     # the refinements never undo their starting point
     assert got["ria_cp_lsa"] >= got["ria_cp"]
+    assert got["lsa_relabel"] >= got["ria_cp_lsa"]
     assert got["esparse"] >= got["esparse_global"]
 
 
@@ -190,6 +191,8 @@ def test_search_methods_improve_real_looking_scores_and_are_deterministic():
         ("esparse", {"block": 16, "passes": 2}),
         ("ria_cp_lsa", {}),
         ("ria_cp_lsa", {"communities": 4, "sweeps": 3}),
+        ("lsa_relabel", {}),
+        ("lsa_relabel", {"rounds": 2, "seed": 3, "community_size": 4}),
         ("greedy", {"seed": 5, "escapes": 2}),
     ]:
         first = P.get(name)(score, 2, 4, **kw)
@@ -202,6 +205,28 @@ def test_search_methods_improve_real_looking_scores_and_are_deterministic():
     assert P.retained_score(score, 2, 4, P.get("esparse")(score, 2, 4)) > P.retained_score(
         score, 2, 4, P.get("esparse_global")(score, 2, 4)
     )
+
+
+def test_relabel_moves_members_inside_their_groups_only():
+    from esparse.permutation.relabel import relabel
+
+    score = torch.rand(6, 64, generator=torch.Generator().manual_seed(4))
+    perm = P.get("ria_cp_lsa")(score, 2, 4)
+    new = relabel(perm, 4, torch.Generator().manual_seed(0))
+    assert [sorted(g) for g in new.view(-1, 4).tolist()] == [sorted(g) for g in perm.view(-1, 4).tolist()]
+    assert not torch.equal(new, perm)  # 16 groups of 4: the same order everywhere is (1/24)^16 unlikely
+    assert P.retained_score(score, 2, 4, new) == P.retained_score(score, 2, 4, perm)
+
+
+def test_lsa_relabel_escapes_the_rank_bands_of_ria_cp_lsa():
+    # after the snake deal every group holds one channel per rank band, and LSA per position only
+    # trades within a band; relabelled positions let it trade across bands, and more rounds never lose
+    g = torch.Generator().manual_seed(0)
+    score = torch.randn(16, 64, generator=g).abs() * torch.exp(torch.randn(64, generator=g))
+    lsa = P.retained_score(score, 2, 4, P.get("ria_cp_lsa")(score, 2, 4))
+    by_rounds = [P.retained_score(score, 2, 4, P.get("lsa_relabel")(score, 2, 4, rounds=k)) for k in (1, 2, 4)]
+    assert lsa < by_rounds[-1]
+    assert lsa <= by_rounds[0] <= by_rounds[1] <= by_rounds[2]
 
 
 def test_float64_and_half_scores_are_accepted():
@@ -280,6 +305,10 @@ def test_bad_options_and_perms_raise_value_error():
         P.get("ria_cp_lsa")(score, 2, 4, communities=0)
     with pytest.raises(ValueError, match="sweeps"):
         P.get("ria_cp_lsa")(score, 2, 4, sweeps=0)
+    with pytest.raises(ValueError, match="rounds must be an int >= 1, got 0"):
+        P.get("lsa_relabel")(score, 2, 4, rounds=0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        P.get("lsa_relabel")(score, 2, 4, seed=-1)
     with pytest.raises(ValueError, match="block"):
         P.get("esparse")(score, 2, 4, block=3)
     with pytest.raises(ValueError, match="passes"):

@@ -43,6 +43,8 @@ def _problems(overrides: list[str]) -> list[str]:
             "shuffle.communities: 'fast' must be an integer >= 1, null or 'official'",
         ),
         (["shuffle=ria_cp_lsa", "shuffle.community_size=0"], "shuffle.community_size: 0 must be an integer >= 1"),
+        (["shuffle=lsa_relabel", "shuffle.rounds=0"], "shuffle.rounds: 0 must be an integer >= 1"),
+        (["shuffle=lsa_relabel", "shuffle.seed=-1"], "shuffle.seed: -1 must be an integer >= 0"),
         (["eval.ppl.seqlen=1"], "eval.ppl.seqlen: 1 must be >= 2 (a window of one token predicts nothing)"),
         (["pattern.tie_seed=-1"], "pattern.tie_seed: -1 must be an integer >= 0"),
     ],

@@ -13,6 +13,7 @@ One idea per module:
 - ``shuffle``: E-Sparse's global naive shuffle (``esparse_global``) and global + local (``esparse``);
 - ``ria``: RIA's channel allocation (``ria_cp``) and its linear sum assignment (``ria_cp_lsa``);
 - ``greedy``: Pool & Yu's greedy swaps with random escapes (``greedy``).
+- ``relabel``: ours, RIA's LSA with the in-group positions relabelled between passes (``lsa_relabel``).
 
 Methods are registered by config name (``shuffle=<name>``); ``get(name)(score, n, m, **kw)`` returns
 a LongTensor permutation of ``range(c)``, never worse than the identity (see ``register``).
@@ -21,7 +22,7 @@ a LongTensor permutation of ``range(c)``, never worse than the identity (see ``r
 from __future__ import annotations
 
 # the method modules register their methods on import
-from esparse.permutation import greedy, ria, shuffle  # noqa: F401
+from esparse.permutation import greedy, relabel, ria, shuffle  # noqa: F401
 from esparse.permutation.objective import _sorted_desc, retained_score, upper_bound
 from esparse.permutation.registry import CheckedFn, PermFn, get, get_checked, names, permute_and_report, register
 from esparse.permutation.ria import OFFICIAL_COMMUNITIES, official_communities

@@ -70,8 +70,7 @@ def _ria_cp_lsa(
     alternating strided and contiguous chunks so that groups in different chunks can trade;
     ``contiguous=True`` keeps contiguous chunks throughout (RIA's code, :func:`official_communities`).
     """
-    c, k = score.shape[1], m - n
-    num_groups = c // m
+    num_groups = score.shape[1] // m
     if communities is None:
         communities = max(1, math.ceil(num_groups / community_size))
     if communities == "official":
@@ -79,9 +78,19 @@ def _ria_cp_lsa(
     for key, val in (("communities", communities), ("sweeps", sweeps)):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{key} must be a positive int, got {val!r}")
-    communities = min(communities, num_groups)
     perm = _deal(_by_column_key(score, mean=False), m, snake=True)
-    st = _channel_major(score)
+    return lsa_sweeps(_channel_major(score), perm, n, m, min(communities, num_groups), sweeps, contiguous)
+
+
+def lsa_sweeps(st: Tensor, perm: Tensor, n: int, m: int, communities: int, sweeps: int, contiguous: bool) -> Tensor:
+    """Improve ``perm`` in place by LSA per in-group position (``ria_cp_lsa`` after its deal).
+
+    ``st`` is the (c, r) channel-major float32 score; ``communities`` <= the number of groups. Each
+    position's reassignment is kept per community only if its exact float64 gain is positive, so the
+    result never retains less than ``perm``. Returns ``perm``.
+    """
+    c, k = st.shape[0], m - n
+    num_groups = c // m
     dev, r = st.device, st.shape[1]
     slots = perm.view(num_groups, m)
     groups = st.index_select(0, perm).view(num_groups, m, r)  # kept in sync with perm

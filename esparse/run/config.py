@@ -221,9 +221,11 @@ def _shuffle_sizes(shuffle: Mapping[str, Any], pattern: Any) -> list[str]:
     """The permutation's sizes: ``block`` at least one group of m channels (E-Sparse's block shuffle;
     a block that is not a multiple of m is rounded down to one), ``communities`` (null: from
     ``community_size``; ``official``: RIA's fixed count by the linear's role), ``sweeps``,
-    ``community_size`` and ``max_iters`` at least 1."""
-    keys = ("block", "max_iters", "sweeps", "community_size")
+    ``community_size``, ``max_iters`` and ``rounds`` at least 1, ``seed`` at least 0."""
+    keys = ("block", "max_iters", "sweeps", "community_size", "rounds")
     out = _positive(shuffle, "shuffle", tuple(k for k in keys if k in shuffle))
+    if "seed" in shuffle and (not _is_int(shuffle["seed"]) or shuffle["seed"] < 0):
+        out.append(f"shuffle.seed: {shuffle['seed']!r} must be an integer >= 0")
     communities = shuffle.get("communities")
     if _is_int(communities):
         out += _positive(shuffle, "shuffle", ("communities",))
