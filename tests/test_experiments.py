@@ -37,7 +37,7 @@ EXPECTED_JOBS = {
 }  # fmt: skip
 DISTINCT_RUNS = {**EXPECTED_JOBS, "ria_t6_local": 7, "ria_t6_paper": 7}
 #: the results page's measured sweeps (not one paper table each): arms/metrics x shuffles x patterns x 3 seeds
-SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 4 * 2 * 3, "dsnot_local": 3 * 2 * 2 * 3,
+SWEEP_PRESETS = {"scores_local": 10 * 2 * 3, "shuffles_local": 3 * 5 * 2 * 3, "dsnot_local": 3 * 2 * 2 * 3,
                  "ria_t12_nm_local": 4 * 3 * 3}  # fmt: skip
 
 # cells of the preset's table that its local records fill (the local model's lines), hand-counted
