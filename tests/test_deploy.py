@@ -32,9 +32,10 @@ def _deploy_and_compare(model, perms) -> dict[str, str]:
     return how
 
 
+@pytest.mark.parametrize("shuffle", ["ria_cp_lsa", "lsa_relabel"])
 @pytest.mark.parametrize("make", [tiny_llama, tiny_opt], ids=["llama", "opt"])
-def test_deployed_logits_equal_masked(make):
-    model, report = _pruned(make)
+def test_deployed_logits_equal_masked(make, shuffle):
+    model, report = _pruned(make, shuffle)
     perms = report.layer_permutations()
     assert perms  # the shuffle really permuted something
     # in original order the pattern is generally broken; in stored (deployed) order it is exact

@@ -120,7 +120,7 @@ def test_heavy_adjacent_channels_get_spread():
     score = torch.ones(4, 16)
     score[:, :4] = 10.0  # four heavy channels in one 2:4 group: two of them are lost
     assert P.retained_score(score, 2, 4) == 4 * (20 + 2 * 3)
-    for name in ["esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "greedy"]:
+    for name in ["esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "lsa_relabel", "greedy"]:
         perm = P.get(name)(score, 2, 4)
         groups_of_heavy = {perm.tolist().index(h) // 4 for h in range(4)}
         assert len(groups_of_heavy) >= 2, name
