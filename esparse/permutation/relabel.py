@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-from esparse.permutation.registry import register
-from esparse.permutation.ria import _ria_cp_lsa, lsa_sweeps
+from esparse.permutation.registry import get, register
+from esparse.permutation.ria import lsa_sweeps
 from esparse.permutation.swaps import _channel_major
 
 
@@ -36,7 +36,7 @@ def _lsa_relabel(score: Tensor, n: int, m: int, rounds: int = 4, seed: int = 0, 
     for key, val, low in (("rounds", rounds, 1), ("seed", seed, 0), ("community_size", community_size, 1)):
         if isinstance(val, bool) or not isinstance(val, int) or val < low:
             raise ValueError(f"{key} must be an int >= {low}, got {val!r}")
-    perm = _ria_cp_lsa(score, n, m, community_size=community_size)
+    perm = get("ria_cp_lsa")(score, n, m, community_size=community_size)  # guarded: never below the identity
     num_groups = score.shape[1] // m
     communities = min(max(1, math.ceil(num_groups / community_size)), num_groups)
     st = _channel_major(score)
