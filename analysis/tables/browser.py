@@ -57,7 +57,7 @@ class GridError(ValueError):
 #: reading order of the usual grid axes (the rest sort alphabetically after them)
 GRID_ORDER = {
     "metric": ["magnitude", "ri", "wanda", "ria", "esparse", "sparsegpt"],
-    "shuffle": ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "greedy"],
+    "shuffle": ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "lsa_relabel", "greedy"],
     "pattern": ["unstructured", "1:4", "2:4", "3:4", "4:8"],
 }
 
