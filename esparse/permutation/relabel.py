@@ -11,13 +11,11 @@ trade channels of different bands. Each round is one more LSA pass (the same cos
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from esparse.permutation.registry import get, register
-from esparse.permutation.ria import lsa_sweeps
+from esparse.permutation.ria import community_count, lsa_sweeps
 from esparse.permutation.swaps import _channel_major
 
 
@@ -37,8 +35,7 @@ def _lsa_relabel(score: Tensor, n: int, m: int, rounds: int = 4, seed: int = 0, 
         if isinstance(val, bool) or not isinstance(val, int) or val < low:
             raise ValueError(f"{key} must be an int >= {low}, got {val!r}")
     perm = get("ria_cp_lsa")(score, n, m, community_size=community_size)  # guarded: never below the identity
-    num_groups = score.shape[1] // m
-    communities = min(max(1, math.ceil(num_groups / community_size)), num_groups)
+    communities = community_count(score.shape[1] // m, community_size)
     st = _channel_major(score)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(rounds):

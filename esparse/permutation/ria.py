@@ -48,6 +48,11 @@ def _communities(num_groups: int, k: int, sweep: int, contiguous: bool = False) 
     return [chunk for chunk in torch.tensor_split(ids, k) if chunk.numel() > 1]
 
 
+def community_count(num_groups: int, community_size: int) -> int:
+    """How many LSA communities of about ``community_size`` groups the groups split into (1..num_groups)."""
+    return min(max(1, math.ceil(num_groups / community_size)), num_groups)
+
+
 @register("ria_cp_lsa")
 def _ria_cp_lsa(
     score: Tensor,
@@ -72,7 +77,7 @@ def _ria_cp_lsa(
     """
     num_groups = score.shape[1] // m
     if communities is None:
-        communities = max(1, math.ceil(num_groups / community_size))
+        communities = community_count(num_groups, community_size)
     if communities == "official":
         raise ValueError("communities='official' is resolved by the linear's role: pass official_communities(role)")
     for key, val in (("communities", communities), ("sweeps", sweeps)):
