@@ -71,6 +71,7 @@ VARIANT_OF = ((RI, RIA), (ESPARSE_70, ESPARSE), (ESPARSE_70_L2, ESPARSE), (ESPAR
               (ESPARSE_70_NORM, ESPARSE), (WANDA_REC, WANDA), (RIA_REC, RIA),
               (RIA_CP_LINEAR, RIA_CP_GROUP), (RIA_CP_OFFICIAL, RIA_CP_GROUP))  # fmt: skip
 SHUFFLE_ROWS = (WANDA, RIA, ESPARSE)
+#: the permutation table's columns, in reading order (the runs browser sorts its shuffle axis by them)
 SHUFFLES = ("none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "lsa_relabel")
 SPREAD_ROWS = PAPER_SCORES
 PATTERNS = ("2:4", "4:8")

@@ -16,6 +16,7 @@ import pandas as pd
 from analysis import records as rec_io
 from analysis.records import is_missing
 from analysis.stats import seeds
+from analysis.stats.cells import SHUFFLES
 
 #: what a run was, as columns of :func:`runs_overview` (the experiment name aside)
 RUN_KNOBS = ("model", "metric", "metric_alpha", "form", "metric_a", "reconstruct", "pattern", "tie_break",
@@ -57,7 +58,7 @@ class GridError(ValueError):
 #: reading order of the usual grid axes (the rest sort alphabetically after them)
 GRID_ORDER = {
     "metric": ["magnitude", "ri", "wanda", "ria", "esparse", "sparsegpt"],
-    "shuffle": ["none", "esparse_global", "esparse", "ria_cp", "ria_cp_lsa", "lsa_relabel", "greedy"],
+    "shuffle": [*SHUFFLES, "greedy"],  # the permutation table's columns, then the one it leaves out
     "pattern": ["unstructured", "1:4", "2:4", "3:4", "4:8"],
 }
 
