@@ -100,7 +100,9 @@ def test_bench_keys_moved_into_the_yaml_change_the_hash_only_when_set():
                           ("magnitude", "ri", "wanda", "ria", "esparse", "esparse_paper", "esparse_norm70",
                            "sparsegpt", "wanda_rec", "ria_rec") for p in ("2:4", "4:8")]),
         ("shuffles_local", [[f"metric={m}", f"shuffle={s}", f"pattern={p}"] for m in ("wanda", "ria", "esparse")
-                            for s in ("esparse_global", "esparse", "ria_cp", "ria_cp_lsa") for p in ("2:4", "4:8")]),
+                            for s in ("esparse_global", "esparse", "ria_cp", "ria_cp_lsa") for p in ("2:4", "4:8")]
+                           + [[f"metric={m}", "shuffle=lsa_relabel", "pattern=2:4"]
+                              for m in ("wanda", "ria", "esparse")]),
     ],
 )  # fmt: skip
 def test_the_headline_presets_seed_0_points_are_the_committed_records(preset, points):
