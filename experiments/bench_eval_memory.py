@@ -79,7 +79,7 @@ def one(model_name: str, stage: str, path: str, windows_n: int, items: int, batc
             from lm_eval.models.huggingface import HFLM
 
             c = zeroshot.resolve_config({"tasks": ["piqa_local"], "limit": items, "batch_size": 8})
-            tm = zeroshot._task_manager(tuple(c["include_path"]), False, c["data_dir"])
+            tm = zeroshot.task_manager(c)
             lm = HFLM(pretrained=model, tokenizer=tok, batch_size=8)
             out = lm_eval.simple_evaluate(model=lm, tasks=["piqa_local"], num_fewshot=0, limit=items, task_manager=tm)
             value = out["results"]["piqa_local"]["acc,none"]

@@ -95,6 +95,24 @@ def resolve_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     return c
 
 
+def task_manager(c: Mapping[str, Any]):
+    """An lm-eval ``TaskManager`` that knows every task of a resolved config (:func:`resolve_config`):
+    the project's own tasks first, lm-eval's built-ins only when a task needs them (indexing them
+    costs ~16 s). Raises ValueError naming the tasks neither knows."""
+    tasks, paths, data_dir = c["tasks"], tuple(c["include_path"]), c["data_dir"]
+    tm = _task_manager(paths, False, data_dir)
+    missing = [t for t in tasks if t not in tm.all_tasks]
+    if missing:
+        unknown = _absent_from_builtin_yaml(missing)
+        if unknown:
+            raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
+        tm = _task_manager(paths, True, data_dir)
+    unknown = [t for t in tasks if t not in tm.all_tasks]
+    if unknown:
+        raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
+    return tm
+
+
 @functools.lru_cache(maxsize=4)
 def _task_manager(include_path: tuple[str, ...], include_defaults: bool, data_dir: str):
     """Memoised: indexing lm-eval's ~15k built-in task YAMLs costs ~16 s; the index never changes."""
@@ -205,18 +223,8 @@ def evaluate_zeroshot(
     from esparse.evaluation.continuation_lm import ContinuationHeadLM
 
     c = resolve_config(cfg)
-    tasks, paths, data_dir = c["tasks"], tuple(c["include_path"]), c["data_dir"]
-
-    tm = _task_manager(paths, False, data_dir)
-    missing = [t for t in tasks if t not in tm.all_tasks]
-    if missing:
-        unknown = _absent_from_builtin_yaml(missing)
-        if unknown:
-            raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
-        tm = _task_manager(paths, True, data_dir)
-    unknown = [t for t in tasks if t not in tm.all_tasks]
-    if unknown:
-        raise ValueError(f"eval.zeroshot.tasks: unknown lm-eval task(s) {unknown}")
+    tasks = c["tasks"]
+    tm = task_manager(c)
 
     needs_hub = any(t not in LOCAL_TASKS for t in tasks)
     offline = needs_hub and (_hub_offline_set() or not _hub_reachable())
